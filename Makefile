@@ -1,0 +1,44 @@
+# Developer and CI entry points. `make test` works on a fresh Debian machine as root
+# with only python3 (pip, venv) installed.
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+# binary:Debian-package pairs the tests need (sshd and ucarp live in /usr/sbin).
+DEPS := sqlite3:sqlite3 ssh:openssh-client sshd:openssh-server ucarp:ucarp ip:iproute2
+
+.PHONY: venv test deps demo clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[tests]'
+	touch $@
+
+test: venv deps
+	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+deps:
+	@missing=""; \
+	for pair in $(DEPS); do \
+	  bin=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || missing="$$missing $$pkg"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "deps: missing Debian packages:$$missing (not root or no apt-get: continuing without them)"; \
+	  exit 0; \
+	fi; \
+	echo "deps: installing$$missing"; \
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing
+
+demo: venv
+	$(PY) demo/demo.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .coverage
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

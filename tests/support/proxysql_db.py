@@ -1,0 +1,265 @@
+"""Build, change and read ProxySQL configuration databases (``proxysql.db``) for tests and the lab.
+
+The table DDL comes from the shared schema files (``<shared>/proxysql/schema-<version>.sql``),
+whose ``CREATE TABLE`` lines are ProxySQL's built-in strings: executed unchanged, they leave
+``sqlite_master.sql`` byte-identical to what ProxySQL compares against at start-up.
+
+Standard library only, and no pytest: ``proxysql_standin.py`` imports it too.
+"""
+
+import hashlib
+import random
+import sqlite3
+import uuid as uuidlib
+from pathlib import Path
+
+SCHEMA_VERSIONS = ("3.0.1", "2.7.2")
+
+# A few of the global variables a real installation carries.
+GLOBAL_VARIABLES = (
+    ("admin-admin_credentials", "admin:admin"),
+    ("admin-mysql_ifaces", "0.0.0.0:6032"),
+    ("admin-cluster_check_interval_ms", "1000"),
+    ("mysql-threads", "4"),
+    ("mysql-interfaces", "0.0.0.0:6033"),
+    ("mysql-monitor_username", "monitor"),
+    ("mysql-monitor_password", "monitor"),
+    ("mysql-server_version", "8.0.36"),
+)
+
+# Patterns of the kind operators route on; the rule id keeps each rule distinct.
+RULE_DIGESTS = (
+    "^SELECT .* FOR UPDATE",
+    "^SELECT .* FROM orders_{}",
+    "^UPDATE customers_{} SET",
+    "^SELECT COUNT\\(\\*\\) FROM items_{}",
+)
+
+
+def parse_schema(text):
+    """Return the ``CREATE TABLE`` statements of a schema file's text, without the trailing ``;``."""
+    return [
+        line.rstrip().removesuffix(";") for line in text.splitlines() if line.startswith("CREATE TABLE")
+    ]
+
+
+def read_schema(path):
+    """Return the ``CREATE TABLE`` statements of the schema file at ``path``."""
+    return parse_schema(Path(path).read_text(encoding="utf-8"))
+
+
+def schema_path(shared_dir, version):
+    """Path of the shared schema file for ProxySQL ``version`` (``"3.0.1"`` or ``"2.7.2"``)."""
+    if version not in SCHEMA_VERSIONS:
+        raise ValueError(f"unknown ProxySQL schema version {version!r}; known: {', '.join(SCHEMA_VERSIONS)}")
+    return Path(shared_dir) / "proxysql" / f"schema-{version}.sql"
+
+
+def load_schema(shared_dir, version):
+    """Return ProxySQL ``version``'s ``CREATE TABLE`` statements from the shared directory."""
+    return read_schema(schema_path(shared_dir, version))
+
+
+def table_name(statement):
+    """Name of the table a ``CREATE TABLE name (...)`` statement creates."""
+    return statement.split(None, 3)[2]
+
+
+def connect(path):
+    """Open ``path`` the way ProxySQL does: default rollback journal (no WAL), ``synchronous=0``.
+
+    Transactions are explicit (autocommit mode); busy waits last up to 30 s, as ProxySQL
+    itself keeps retrying a locked database.
+    """
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn.execute("PRAGMA synchronous=0")
+    return conn
+
+
+def mysql_native_hash(password):
+    """MySQL ``mysql_native_password`` hash: ``*`` and 40 upper-case hex digits."""
+    return "*" + hashlib.sha1(hashlib.sha1(password.encode()).digest()).hexdigest().upper()
+
+
+def server_rows(servers, hostgroups):
+    """``mysql_servers`` rows ``(hostgroup_id, hostname, port)``: ``db1.example.test``, ... over the hostgroups."""
+    return [(i % hostgroups, f"db{i + 1}.example.test", 3306) for i in range(servers)]
+
+
+def replication_rows(hostgroups):
+    """``mysql_replication_hostgroups`` rows pairing writer hostgroup 0 with reader 1, 2 with 3, ..."""
+    return [(w, w + 1, "read_only", f"cluster {w // 2 + 1}") for w in range(0, hostgroups - 1, 2)]
+
+
+def user_rows(users, hostgroups, rng):
+    """``mysql_users`` rows ``(username, password, default_hostgroup)`` with mysql_native hashes."""
+    return [
+        (f"app{i:06d}", mysql_native_hash(f"secret-{rng.random()}"), rng.randrange(hostgroups))
+        for i in range(users)
+    ]
+
+
+def rule_rows(rules, hostgroups):
+    """``mysql_query_rules`` rows ``(rule_id, active, match_digest, destination_hostgroup, apply)``."""
+    return [
+        (i + 1, 1, RULE_DIGESTS[i % len(RULE_DIGESTS)].format(i), i % hostgroups, 1) for i in range(rules)
+    ]
+
+
+def proxysql_server_rows():
+    """The two ``proxysql_servers`` rows of an HA pair."""
+    return [
+        ("proxysql1.example.test", 6032, 0, "node a"),
+        ("proxysql2.example.test", 6032, 0, "node b"),
+    ]
+
+
+def build_db(path, statements, *, users=3, rules=2, servers=2, hostgroups=2, uuid=None, seed=0):
+    """Create a ProxySQL configuration database at ``path`` and return its ``global_settings`` uuid.
+
+    All tables of ``statements`` are created; ``mysql_servers``, ``mysql_replication_hostgroups``,
+    ``mysql_users``, ``mysql_query_rules``, ``global_variables``, ``global_settings`` and
+    ``proxysql_servers`` get rows (``scheduler`` and the rest stay empty), all in one transaction.
+    ``seed`` makes passwords and default hostgroups reproducible. ``path`` must not exist yet.
+    """
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} already exists; build_db only creates new databases")
+    uuid = uuid or str(uuidlib.uuid4())
+    rng = random.Random(seed)
+    conn = connect(path)
+    try:
+        conn.execute("BEGIN")
+        create_tables(conn, statements)
+        inserts = (
+            ("mysql_servers", ("hostgroup_id", "hostname", "port"), server_rows(servers, hostgroups)),
+            (
+                "mysql_replication_hostgroups",
+                ("writer_hostgroup", "reader_hostgroup", "check_type", "comment"),
+                replication_rows(hostgroups),
+            ),
+            ("mysql_users", ("username", "password", "default_hostgroup"), user_rows(users, hostgroups, rng)),
+            (
+                "mysql_query_rules",
+                ("rule_id", "active", "match_digest", "destination_hostgroup", "apply"),
+                rule_rows(rules, hostgroups),
+            ),
+            ("global_variables", ("variable_name", "variable_value"), GLOBAL_VARIABLES),
+            ("global_settings", ("variable_name", "variable_value"), [("uuid", uuid)]),
+            ("proxysql_servers", ("hostname", "port", "weight", "comment"), proxysql_server_rows()),
+        )
+        for table, columns, rows in inserts:
+            conn.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({_marks(len(columns))})", rows
+            )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return uuid
+
+
+def create_tables(conn, statements):
+    """Execute each ``CREATE TABLE`` statement unchanged."""
+    for statement in statements:
+        conn.execute(statement)
+
+
+def apply_startup_rule(conn, statements):
+    """Do what ProxySQL does to its disk tables at start-up; return ``{"created": [...], "recreated": [...]}``.
+
+    A missing table is created; a table whose ``sqlite_master.sql`` differs from the built-in
+    statement is dropped and created empty (ProxySQL's ``check_and_build_table``).
+    """
+    done = {"created": [], "recreated": []}
+    for statement in statements:
+        name = table_name(statement)
+        row = conn.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone()
+        if row is None:
+            done["created"].append(name)
+        elif row[0] != statement:
+            conn.execute(f"DROP TABLE {name}")
+            done["recreated"].append(name)
+        else:
+            continue
+        conn.execute(statement)
+    return done
+
+
+def ensure_uuid(conn):
+    """Return the node's ``global_settings`` uuid, adding a new uuid4 when there is none."""
+    row = conn.execute("SELECT variable_value FROM global_settings WHERE variable_name='uuid'").fetchone()
+    if row:
+        return row[0]
+    new = str(uuidlib.uuid4())
+    conn.execute("INSERT INTO global_settings (variable_name, variable_value) VALUES ('uuid', ?)", (new,))
+    return new
+
+
+def _save(conn, table, rows, marks):
+    """One non-atomic save: commit ``DELETE FROM table``, then commit the ``INSERT`` of ``rows``."""
+    conn.execute(f"DELETE FROM {table}")  # autocommit: its own transaction, as in SAVE ... TO DISK
+    conn.execute("BEGIN")
+    conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+    conn.execute("COMMIT")
+
+
+def _marks(count):
+    """``?, ?, ...`` with ``count`` parameter marks."""
+    return ", ".join("?" * count)
+
+
+def _width(conn, table):
+    """Number of columns of ``table``."""
+    return len(conn.execute(f"SELECT * FROM {table} LIMIT 0").description)
+
+
+def save_table(path, table, rows):
+    """Rewrite ``table`` with full ``rows`` the way ``SAVE ... TO DISK`` does, once."""
+    conn = connect(path)
+    try:
+        _save(conn, table, rows, _marks(_width(conn, table)))
+    finally:
+        conn.close()
+
+
+def save_loop(path, table, rows, stop_event, pause=0.0):
+    """Repeat ``SAVE ... TO DISK`` on ``table`` until ``stop_event`` is set; return the number of saves.
+
+    Each save commits ``DELETE FROM table`` and then commits the ``INSERT`` of ``rows``, so a
+    reader between the two sees the table empty. ``pause`` seconds pass between saves.
+    """
+    conn = connect(path)
+    saves = 0
+    try:
+        marks = _marks(_width(conn, table))
+        while not stop_event.is_set():
+            _save(conn, table, rows, marks)
+            saves += 1
+            if pause:
+                stop_event.wait(pause)
+    finally:
+        conn.close()
+    return saves
+
+
+def dump_config(path):
+    """Every table's rows, ordered by all columns: ``{table: [row, ...]}`` to compare configurations.
+
+    Opens ``path`` read-only; SQLite's own tables (``sqlite_sequence``) are left out.
+    """
+    conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=30)
+    try:
+        tables = [
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+                " ORDER BY name"
+            )
+        ]
+        config = {}
+        for name in tables:
+            order = ", ".join(str(i) for i in range(1, _width(conn, name) + 1))
+            config[name] = conn.execute(f"SELECT * FROM {name} ORDER BY {order}").fetchall()
+        return config
+    finally:
+        conn.close()

@@ -1,0 +1,131 @@
+"""The test-support library that builds ProxySQL configuration databases behaves like ProxySQL's files."""
+
+import re
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from tests.support import proxysql_db
+
+
+@pytest.fixture
+def small_db(tmp_path, schema_sql):
+    """A small 3.0.1 database: 3 users, 2 rules, 2 servers, 2 hostgroups, a known uuid."""
+    path = tmp_path / "proxysql.db"
+    proxysql_db.build_db(path, schema_sql("3.0.1"), uuid="11111111-2222-4333-8444-555555555555")
+    return path
+
+
+def stored_ddl(path):
+    """``{table: sqlite_master.sql}`` of the database at ``path``."""
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")
+        return dict(rows)
+
+
+def test_schema_files_hold_proxysql_table_counts(schema_sql):
+    assert len(schema_sql("3.0.1")) == 29
+    assert len(schema_sql("2.7.2")) == 19
+    assert set(schema_sql("2.7.2")) <= set(schema_sql("3.0.1"))
+
+
+@pytest.mark.parametrize("version", ["3.0.1", "2.7.2"])
+def test_built_db_keeps_proxysql_ddl_byte_identical(tmp_path, schema_sql, version):
+    statements = schema_sql(version)
+    path = tmp_path / "proxysql.db"
+    proxysql_db.build_db(path, statements)
+    assert stored_ddl(path) == {proxysql_db.table_name(s): s for s in statements}
+
+
+def test_small_db_holds_a_realistic_configuration(small_db):
+    config = proxysql_db.dump_config(small_db)
+    assert [row[:3] for row in config["mysql_servers"]] == [
+        (0, "db1.example.test", 3306),
+        (1, "db2.example.test", 3306),
+    ]
+    assert [row[:2] for row in config["mysql_replication_hostgroups"]] == [(0, 1)]
+    assert len(config["mysql_users"]) == 3
+    for username, password, _active, _ssl, default_hostgroup, *_ in config["mysql_users"]:
+        assert re.fullmatch(r"\*[0-9A-F]{40}", password), username
+        assert default_hostgroup in (0, 1)
+    rules = config["mysql_query_rules"]
+    assert [(r[0], r[1], r[9]) for r in rules][0] == (1, 1, "^SELECT .* FOR UPDATE")
+    assert all(r[1] == 1 and r[-3] == 1 for r in rules)  # active, apply
+    assert ("mysql-threads", "4") in config["global_variables"]
+    assert ("admin-admin_credentials", "admin:admin") in config["global_variables"]
+    assert config["global_settings"] == [("uuid", "11111111-2222-4333-8444-555555555555")]
+    assert len(config["proxysql_servers"]) == 2
+    assert config["scheduler"] == []
+
+
+def test_built_db_uses_the_rollback_journal(small_db):
+    with sqlite3.connect(small_db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    assert not small_db.with_name("proxysql.db-wal").exists()
+
+
+def test_build_db_generates_a_uuid4_and_refuses_an_existing_file(small_db, tmp_path, schema_sql):
+    other = tmp_path / "other.db"
+    generated = proxysql_db.build_db(other, schema_sql("3.0.1"))
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", generated)
+    with pytest.raises(FileExistsError):
+        proxysql_db.build_db(small_db, schema_sql("3.0.1"))
+
+
+def test_same_seed_gives_the_same_configuration(tmp_path, schema_sql):
+    statements = schema_sql("3.0.1")
+    dumps = []
+    for name, seed in (("a.db", 7), ("b.db", 7), ("c.db", 8)):
+        proxysql_db.build_db(tmp_path / name, statements, uuid="fixed", seed=seed)
+        dumps.append(proxysql_db.dump_config(tmp_path / name))
+    assert dumps[0] == dumps[1]
+    assert dumps[0]["mysql_users"] != dumps[2]["mysql_users"]
+
+
+def test_large_db_is_about_14_mb(tmp_path, schema_sql):
+    path = tmp_path / "proxysql.db"
+    proxysql_db.build_db(path, schema_sql("3.0.1"), users=100_000, rules=20_000)
+    assert 10_000_000 <= path.stat().st_size <= 20_000_000
+    config = proxysql_db.dump_config(path)
+    assert (len(config["mysql_users"]), len(config["mysql_query_rules"])) == (100_000, 20_000)
+
+
+def test_save_table_rewrites_the_table(small_db):
+    users = proxysql_db.dump_config(small_db)["mysql_users"]
+    proxysql_db.save_table(small_db, "mysql_users", users[:2])
+    assert proxysql_db.dump_config(small_db)["mysql_users"] == users[:2]
+
+
+def test_save_loop_lets_a_reader_see_the_table_empty(tmp_path, schema_sql):
+    path = tmp_path / "proxysql.db"
+    proxysql_db.build_db(path, schema_sql("3.0.1"), users=500)
+    users = proxysql_db.dump_config(path)["mysql_users"]
+    stop = threading.Event()
+    saves = []
+    writer = threading.Thread(
+        target=lambda: saves.append(proxysql_db.save_loop(path, "mysql_users", users, stop))
+    )
+    writer.start()
+    seen = set()
+    reader = sqlite3.connect(path, timeout=30)
+    try:
+        deadline = time.monotonic() + 10
+        while 0 not in seen and time.monotonic() < deadline:
+            seen.add(reader.execute("SELECT COUNT(*) FROM mysql_users").fetchone()[0])
+    finally:
+        reader.close()
+        stop.set()
+        writer.join(timeout=30)
+    assert 0 in seen, f"reader never saw mysql_users empty; counts seen: {sorted(seen)}"
+    assert saves and saves[0] >= 1
+    assert proxysql_db.dump_config(path)["mysql_users"] == users
+
+
+def test_save_loop_pauses_between_saves(small_db):
+    users = proxysql_db.dump_config(small_db)["mysql_users"]
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    saves = proxysql_db.save_loop(small_db, "mysql_users", users, stop, pause=0.1)
+    assert 1 <= saves <= 4
