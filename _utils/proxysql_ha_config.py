@@ -1,0 +1,241 @@
+"""
+The ``proxysql_ha`` pillar: defaults and validation.
+
+Pure logic: :func:`build` takes the raw pillar value and a few facts about the
+minion and returns a complete, checked configuration, or raises
+``SaltInvocationError`` naming the key, the value and what is wrong. Nothing in
+this module touches the system, so every rule here is tested on data alone.
+"""
+
+import copy
+import ipaddress
+import os
+import re
+
+from salt.exceptions import SaltInvocationError
+
+__virtualname__ = "proxysql_ha_config"
+
+ROLE_SOURCES = ("freebsd_carp", "vip")
+TRANSPORTS = ("ssh", "local")
+# FreeBSD and Linux interface names: letters, digits and . _ - (Linux caps at 15).
+_IFACE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,253}$")
+_NODE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def defaults(os_family):
+    """
+    The documented defaults for a minion of ``os_family`` (the grain).
+    """
+    if os_family == "FreeBSD":
+        datadir, base, role_source = "/var/db/proxysql", "/var/db/proxysql-ha", "freebsd_carp"
+        etc = "/usr/local/etc/proxysql-ha"
+    else:
+        datadir, base, role_source = "/var/lib/proxysql", "/var/lib/proxysql-ha", "vip"
+        etc = "/etc/proxysql-ha"
+    return {
+        "vhid": None,
+        "interface": None,
+        "role_source": role_source,
+        "vip": None,
+        "node_id": None,
+        "datadir": datadir,
+        "user": "proxysql",
+        "group": "proxysql",
+        "backup_dir": os.path.join(base, "outgoing"),
+        "inbox_dir": os.path.join(base, "incoming"),
+        "state_dir": os.path.join(base, "state"),
+        "retention": {"keep": 10, "max_age": 86400, "keep_pre_restore": 3},
+        "settle": 0.5,
+        "settle_timeout": 10.0,
+        "lock_timeout": 30.0,
+        "stale_after": 120.0,
+        "stop_on_backup": True,
+        "service": {"name": "proxysql", "timeout": 30.0},
+        "commands": {"start": None, "stop": None, "status": None},
+        "schema_fingerprint": None,
+        "proxysql_version": None,
+        "schedule": {"ship_job": "proxysql_ha_ship", "purge_job": "proxysql_ha_purge"},
+        "peer": {
+            "transport": "ssh",
+            "host": None,
+            "port": 22,
+            "user": "proxysql-ha",
+            "identity_file": os.path.join(etc, "id_ed25519"),
+            "known_hosts": os.path.join(etc, "known_hosts"),
+            "connect_timeout": 3,
+            "timeout": 60,
+            "receive_command": "proxysql-ha-receive",
+            "path": None,
+        },
+    }
+
+
+def build(raw, os_family, minion_id):
+    """
+    Merge the pillar value ``raw`` over the defaults and validate the result.
+
+    Raises ``SaltInvocationError`` on the first problem found, naming the key.
+    """
+    if raw is None or raw == {}:
+        raise SaltInvocationError(
+            "pillar key 'proxysql_ha' is missing or empty: at least "
+            "'proxysql_ha:vhid' and 'proxysql_ha:interface' are required "
+            "(see pillar.example)"
+        )
+    if not isinstance(raw, dict):
+        raise SaltInvocationError(
+            f"pillar key 'proxysql_ha' must be a mapping, got {type(raw).__name__}"
+        )
+    conf = _merge(defaults(os_family), raw, "proxysql_ha")
+    if conf["node_id"] is None:
+        conf["node_id"] = minion_id
+    _check(conf)
+    return conf
+
+
+def _merge(base, override, path):
+    """Deep-merge ``override`` into a copy of ``base``; unknown keys are errors."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        where = f"{path}:{key}"
+        if key not in base:
+            known = ", ".join(sorted(base))
+            raise SaltInvocationError(f"unknown pillar key '{where}' (known keys: {known})")
+        if isinstance(base[key], dict):
+            if not isinstance(value, dict):
+                raise SaltInvocationError(
+                    f"pillar key '{where}' must be a mapping, got {value!r}"
+                )
+            out[key] = _merge(base[key], value, where)
+        else:
+            out[key] = value
+    return out
+
+
+def _fail(key, value, problem):
+    raise SaltInvocationError(f"pillar key 'proxysql_ha:{key}' = {value!r}: {problem}")
+
+
+def _int(conf, key, low, high):
+    value = _get(conf, key)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        _fail(key, value, f"must be a whole number from {low} to {high}")
+
+
+def _number(conf, key, low, high):
+    value = _get(conf, key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        _fail(key, value, f"must be a number from {low} to {high}")
+
+
+def _abspath(conf, key, required=True):
+    value = _get(conf, key)
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or not os.path.isabs(value) or "\0" in value:
+        _fail(key, value, "must be an absolute path")
+    if os.path.normpath(value) in ("/", "/etc", "/usr", "/var", "/tmp"):
+        _fail(key, value, "must be a directory of its own, not a system directory")
+
+
+def _match(conf, key, regex, what):
+    value = _get(conf, key)
+    if not isinstance(value, str) or not regex.match(value):
+        _fail(key, value, f"must be {what}")
+
+
+def _bool(conf, key):
+    value = _get(conf, key)
+    if not isinstance(value, bool):
+        _fail(key, value, "must be true or false")
+
+
+def _get(conf, key):
+    value = conf
+    for part in key.split(":"):
+        value = value[part]
+    return value
+
+
+def _argv(conf, key):
+    value = _get(conf, key)
+    if value is None:
+        return
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(arg, str) and arg and "\0" not in arg for arg in value)
+        or not os.path.isabs(value[0])
+    ):
+        _fail(key, value, "must be a list of arguments whose first item is an absolute path "
+              "(it is run without a shell)")
+
+
+def _check(conf):
+    _int(conf, "vhid", 1, 255)
+    _match(conf, "interface", _IFACE_RE, "a network interface name such as em0 or eth0")
+    if conf["role_source"] not in ROLE_SOURCES:
+        _fail("role_source", conf["role_source"], f"must be one of {', '.join(ROLE_SOURCES)}")
+    if conf["role_source"] == "vip":
+        try:
+            ipaddress.ip_address(conf["vip"])
+        except ValueError:
+            _fail("vip", conf["vip"], "must be the virtual IP address when role_source is vip")
+    _match(conf, "node_id", _NODE_RE, "a node name of letters, digits, '.', '_' or '-'")
+    for key in ("datadir", "backup_dir", "inbox_dir", "state_dir"):
+        _abspath(conf, key)
+    dirs = [os.path.normpath(conf[k]) for k in ("datadir", "backup_dir", "inbox_dir", "state_dir")]
+    if len(set(dirs)) != len(dirs):
+        _fail("backup_dir", conf["backup_dir"],
+              "datadir, backup_dir, inbox_dir and state_dir must be four different directories")
+    _match(conf, "user", _NAME_RE, "a user name")
+    _match(conf, "group", _NAME_RE, "a group name")
+    _int(conf, "retention:keep", 1, 10000)
+    _number(conf, "retention:max_age", 0, 10 * 365 * 86400)
+    _int(conf, "retention:keep_pre_restore", 0, 1000)
+    _number(conf, "settle", 0, 60)
+    _number(conf, "settle_timeout", 0.1, 600)
+    if conf["settle_timeout"] <= conf["settle"]:
+        _fail("settle_timeout", conf["settle_timeout"], "must be longer than 'settle'")
+    _number(conf, "lock_timeout", 0, 3600)
+    _number(conf, "stale_after", 1, 10 * 86400)
+    _bool(conf, "stop_on_backup")
+    _match(conf, "service:name", _NAME_RE, "a service name")
+    _number(conf, "service:timeout", 1, 600)
+    for verb in ("start", "stop", "status"):
+        _argv(conf, f"commands:{verb}")
+    given = [v for v in ("start", "stop", "status") if conf["commands"][v] is not None]
+    if given and len(given) != 3:
+        _fail("commands", conf["commands"], "give all three of start, stop and status, or none")
+    if conf["schema_fingerprint"] is not None:
+        _match(conf, "schema_fingerprint", re.compile(r"^[0-9a-f]{64}$"), "a sha256 hex digest")
+    for key in ("ship_job", "purge_job"):
+        _match(conf, f"schedule:{key}", _NAME_RE, "a schedule job name")
+    _check_peer(conf)
+
+
+def _check_peer(conf):
+    peer = conf["peer"]
+    if peer["transport"] not in TRANSPORTS:
+        _fail("peer:transport", peer["transport"], f"must be one of {', '.join(TRANSPORTS)}")
+    if peer["transport"] == "local":
+        _abspath(conf, "peer:path")
+        return
+    _match(conf, "peer:host", _HOST_RE, "the peer's host name or address")
+    if peer["host"].startswith("-"):
+        _fail("peer:host", peer["host"], "must not start with '-'")
+    _int(conf, "peer:port", 1, 65535)
+    _match(conf, "peer:user", _NAME_RE, "a user name")
+    _abspath(conf, "peer:identity_file")
+    _abspath(conf, "peer:known_hosts")
+    _int(conf, "peer:connect_timeout", 1, 120)
+    _int(conf, "peer:timeout", 1, 3600)
+    _match(conf, "peer:receive_command", re.compile(r"^[A-Za-z0-9_./-]{1,255}$"),
+           "a command name or path without spaces")

@@ -1,0 +1,261 @@
+"""
+What this extension reads from and does to SQLite files: online snapshots of
+ProxySQL's live database, and the facts that say whether a copy can be trusted
+(DDL fingerprint, integrity, row counts, a digest of the configuration).
+
+Only the standard library's ``sqlite3``. Backup files are opened read-only and
+``immutable`` (they never change once written); the live database is opened
+read-only with normal locking, so ProxySQL's own writes are never disturbed.
+"""
+
+import hashlib
+import os
+import sqlite3
+import time
+
+from salt.exceptions import CommandExecutionError
+
+__virtualname__ = "proxysql_ha_sqlite"
+
+# Tables every ProxySQL configuration database of 2.x and 3.x has.
+REQUIRED_TABLES = (
+    "global_settings",
+    "global_variables",
+    "mysql_query_rules",
+    "mysql_servers",
+    "mysql_users",
+    "proxysql_servers",
+    "scheduler",
+)
+# Tables that describe the node, not the shared configuration.
+NODE_TABLES = ("global_settings",)
+_BUSY_TIMEOUT = 2.0
+_POLL = 0.02
+
+
+class InvalidDatabase(Exception):
+    """A file is not a usable ProxySQL configuration database."""
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def open_backup(path):
+    """Open a backup file read-only; it is never written while we read it."""
+    uri = "file:" + _quote_uri(path) + "?mode=ro&immutable=1"
+    return sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT)
+
+
+def open_live(path):
+    """Open ProxySQL's live database read-only with normal locking."""
+    uri = "file:" + _quote_uri(path) + "?mode=ro"
+    return sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT)
+
+
+def _quote_uri(path):
+    return path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+
+
+def tables(conn):
+    """``{name: sql}`` of the user tables, as stored in ``sqlite_master``."""
+    rows = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' "
+        "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+    ).fetchall()
+    return dict(rows)
+
+
+def fingerprint(table_sql):
+    """sha256 of the tables' DDL text, which ProxySQL compares byte for byte."""
+    digest = hashlib.sha256()
+    for name in sorted(table_sql):
+        digest.update(name.encode() + b"\0" + (table_sql[name] or "").encode() + b"\0")
+    return digest.hexdigest()
+
+
+def row_counts(conn, names):
+    return {name: conn.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0] for name in names}
+
+
+def content_digest(conn, names):
+    """
+    sha256 of the configuration's rows, table by table, in storage order.
+
+    The node's own tables (``global_settings``: ProxySQL Cluster uuid) are left
+    out, so the same configuration on both nodes has the same digest.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(names):
+        if name in NODE_TABLES:
+            continue
+        digest.update(b"T" + name.encode() + b"\0")
+        for row in conn.execute(f'SELECT * FROM "{name}"'):
+            digest.update(repr(row).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def uuid(conn):
+    """The node's ProxySQL Cluster uuid, or None."""
+    try:
+        row = conn.execute(
+            "SELECT variable_value FROM global_settings WHERE variable_name = 'uuid'"
+        ).fetchone()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
+
+
+def describe(conn, check="integrity_check"):
+    """
+    Everything the manifest records about an open database, after an integrity
+    check. Raises ``InvalidDatabase`` with the reason.
+    """
+    try:
+        result = conn.execute(f"PRAGMA {check}").fetchall()
+        if result != [("ok",)]:
+            raise InvalidDatabase(f"{check} failed: {_first(result)}")
+        table_sql = tables(conn)
+        missing = [t for t in REQUIRED_TABLES if t not in table_sql]
+        if missing:
+            raise InvalidDatabase(
+                "not a ProxySQL configuration database: missing tables " + ", ".join(missing)
+            )
+        return {
+            "ddl_fingerprint": fingerprint(table_sql),
+            "row_counts": row_counts(conn, table_sql),
+            "content_sha256": content_digest(conn, table_sql),
+            "tables": sorted(table_sql),
+        }
+    except sqlite3.DatabaseError as exc:
+        raise InvalidDatabase(f"unreadable as SQLite: {exc}") from exc
+
+
+def _first(result):
+    return "; ".join(str(row[0]) for row in result[:3]) or "no result"
+
+
+def describe_file(path, check="integrity_check"):
+    """:func:`describe` of a backup file (opened read-only, immutable)."""
+    conn = open_backup(path)
+    try:
+        return describe(conn, check)
+    except sqlite3.DatabaseError as exc:
+        raise InvalidDatabase(f"unreadable as SQLite: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def live_fingerprint(path):
+    """The DDL fingerprint of ProxySQL's live database (its own version's schema)."""
+    conn = open_live(path)
+    try:
+        return fingerprint(tables(conn))
+    finally:
+        conn.close()
+
+
+def live_uuid(path):
+    """The uuid in the live database, or None when it has none or cannot be read."""
+    try:
+        conn = open_live(path)
+    except sqlite3.Error:
+        return None
+    try:
+        return uuid(conn)
+    finally:
+        conn.close()
+
+
+def source_state(path):
+    """
+    What says whether ProxySQL's database changed: its stat, and whether a
+    rollback journal (a write transaction) is present. Raises OSError.
+    """
+    st = os.stat(path)
+    journal = os.path.lexists(path + "-journal")
+    return {"ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "journal": journal}
+
+
+def wait_quiet(path, settle, timeout, clock=time.monotonic, sleep=time.sleep):
+    """
+    Wait until ``path`` has not changed for ``settle`` seconds and no write
+    transaction is open. ProxySQL's ``SAVE ... TO DISK`` commits a DELETE and an
+    INSERT separately, so a database that is still changing may be half saved.
+    Returns the quiet state; raises ``CommandExecutionError`` after ``timeout``.
+    """
+    deadline = clock() + timeout
+    state = source_state(path)
+    quiet_since = clock()
+    while True:
+        if not state["journal"] and clock() - quiet_since >= settle:
+            return state
+        if clock() >= deadline:
+            raise CommandExecutionError(
+                f"{path} kept changing for {timeout:g} s (a save in progress?); "
+                f"no backup taken: it needs {settle:g} s without writes"
+            )
+        sleep(_POLL)
+        current = source_state(path)
+        if current != state or current["journal"]:
+            state, quiet_since = current, clock()
+
+
+def snapshot(source, target, settle, timeout):
+    """
+    Copy ``source`` to the (empty, already created) file ``target`` with the
+    SQLite online backup API, after the source was quiet for ``settle``
+    seconds, and check that it did not change while copying.
+
+    Returns the source's state at the snapshot. Raises ``CommandExecutionError``.
+    """
+    before = wait_quiet(source, settle, timeout)
+    src = open_live(source)
+    try:
+        version = src.execute("PRAGMA data_version").fetchone()[0]
+        dst = sqlite3.connect(target)
+        try:
+            src.backup(dst, pages=-1)
+            dst.commit()
+        finally:
+            dst.close()
+        changed = src.execute("PRAGMA data_version").fetchone()[0] != version
+    except sqlite3.Error as exc:
+        raise CommandExecutionError(f"snapshot of {source} failed: {exc}") from exc
+    finally:
+        src.close()
+    after = source_state(source)
+    if changed or after != before:
+        raise CommandExecutionError(
+            f"{source} changed while it was copied; the copy was discarded"
+        )
+    return before
+
+
+def copy_for_restore(backup_path, target, node_uuid):
+    """
+    Copy a verified backup into the (empty, already created) file ``target``
+    and put this node's own ``global_settings.uuid`` back (or drop the peer's,
+    so ProxySQL makes a new one). Then check the result once more.
+    """
+    src = open_backup(backup_path)
+    try:
+        dst = sqlite3.connect(target)
+        try:
+            src.backup(dst, pages=-1)
+            with dst:
+                if node_uuid:
+                    dst.execute(
+                        "INSERT OR REPLACE INTO global_settings (variable_name, variable_value) "
+                        "VALUES ('uuid', ?)",
+                        (node_uuid,),
+                    )
+                else:
+                    dst.execute("DELETE FROM global_settings WHERE variable_name = 'uuid'")
+            result = dst.execute("PRAGMA quick_check").fetchall()
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    if result != [("ok",)]:
+        raise CommandExecutionError(f"the restored copy failed its check: {_first(result)}")
