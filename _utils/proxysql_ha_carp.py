@@ -58,8 +58,8 @@ def vip_role(interfaces, iface, vip):
     Return ``MASTER`` if ``vip`` is an address of ``iface`` in ``interfaces``
     (the shape of Salt's ``network.interfaces``), else ``BACKUP``.
 
-    An interface that does not exist, or is down, is an error (``INIT`` is not
-    guessed from a missing interface: the caller may be misconfigured).
+    An interface that does not exist is an error (the pillar may name the
+    wrong one); an interface that is down and lacks the VIP is ``INIT``.
     """
     if iface not in interfaces:
         known = ", ".join(sorted(interfaces)) or "none"

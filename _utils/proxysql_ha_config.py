@@ -23,6 +23,13 @@ _IFACE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,253}$")
 _NODE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Directories this extension must never own (it creates and chmods its dirs 0700).
+SYSTEM_DIRS = frozenset((
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root",
+    "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/usr/bin", "/usr/lib", "/usr/local",
+    "/usr/local/etc", "/usr/local/bin", "/usr/sbin", "/var", "/var/db", "/var/lib", "/var/log",
+    "/var/run", "/var/tmp",
+))
 
 
 def __virtual__():
@@ -141,13 +148,18 @@ def _abspath(conf, key, required=True):
         return
     if not isinstance(value, str) or not os.path.isabs(value) or "\0" in value:
         _fail(key, value, "must be an absolute path")
-    if os.path.normpath(value) in ("/", "/etc", "/usr", "/var", "/tmp"):
+    if _normalise(value) in SYSTEM_DIRS:
         _fail(key, value, "must be a directory of its own, not a system directory")
+
+
+def _normalise(path):
+    """normpath, with POSIX's special leading ``//`` folded too."""
+    return os.path.normpath("/" + path.lstrip("/"))
 
 
 def _match(conf, key, regex, what):
     value = _get(conf, key)
-    if not isinstance(value, str) or not regex.match(value):
+    if not isinstance(value, str) or not regex.fullmatch(value):
         _fail(key, value, f"must be {what}")
 
 
@@ -185,13 +197,15 @@ def _check(conf):
         _fail("role_source", conf["role_source"], f"must be one of {', '.join(ROLE_SOURCES)}")
     if conf["role_source"] == "vip":
         try:
+            if not isinstance(conf["vip"], str):
+                raise ValueError(conf["vip"])
             ipaddress.ip_address(conf["vip"])
         except ValueError:
             _fail("vip", conf["vip"], "must be the virtual IP address when role_source is vip")
     _match(conf, "node_id", _NODE_RE, "a node name of letters, digits, '.', '_' or '-'")
     for key in ("datadir", "backup_dir", "inbox_dir", "state_dir"):
         _abspath(conf, key)
-    dirs = [os.path.normpath(conf[k]) for k in ("datadir", "backup_dir", "inbox_dir", "state_dir")]
+    dirs = [_normalise(conf[k]) for k in ("datadir", "backup_dir", "inbox_dir", "state_dir")]
     if len(set(dirs)) != len(dirs):
         _fail("backup_dir", conf["backup_dir"],
               "datadir, backup_dir, inbox_dir and state_dir must be four different directories")

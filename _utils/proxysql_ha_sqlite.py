@@ -33,7 +33,7 @@ _BUSY_TIMEOUT = 2.0
 _POLL = 0.02
 
 
-class InvalidDatabase(Exception):
+class InvalidDatabase(ValueError):
     """A file is not a usable ProxySQL configuration database."""
 
 

@@ -63,7 +63,7 @@ def make_name(generation, created_ts, node_id):
 
 def parse_name(name):
     """``(generation, stamp, node)`` of a backup's base name, or None."""
-    match = NAME_RE.match(name)
+    match = NAME_RE.fullmatch(name)
     if not match:
         return None
     return int(match.group("generation")), match.group("stamp"), match.group("node")
@@ -126,13 +126,12 @@ def max_generation(*directories):
 def read_manifest(path):
     """Parse and check a manifest; raise ``ValueError`` with the reason."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with open_regular(path) as handle:
+            raw = handle.read(1 << 20)
     except FileNotFoundError as exc:
         raise ValueError("manifest missing") from exc
     except OSError as exc:
-        raise ValueError(f"manifest unreadable: {exc.strerror}") from exc
-    with os.fdopen(fd, "rb") as handle:
-        raw = handle.read(1 << 20)
+        raise ValueError(f"manifest unreadable: {exc.strerror or exc}") from exc
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
@@ -241,12 +240,27 @@ def remove_quietly(path):
         pass
 
 
+def open_regular(path):
+    """
+    Open a regular file for reading, never following a symlink and never
+    blocking on a FIFO; anything else raises ``OSError``.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, flags)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, f"{path} is not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def sha256_file(path):
     """``(sha256 hex, size)`` of a regular file, never following a symlink."""
     digest = hashlib.sha256()
     size = 0
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    with os.fdopen(fd, "rb") as handle:
+    with open_regular(path) as handle:
         while True:
             chunk = handle.read(_CHUNK)
             if not chunk:

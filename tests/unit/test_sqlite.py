@@ -1,0 +1,262 @@
+"""SQLite facts and copies on real ProxySQL databases.
+
+Fingerprint, describe, content digest, the quiet wait, the snapshot and the restore copy.
+"""
+
+import os
+import sqlite3
+
+import proxysql_ha_sqlite as psql
+import pytest
+from salt.exceptions import CommandExecutionError
+
+from tests.support import proxysql_db
+
+UUID_A = "11111111-2222-4333-8444-555555555555"
+UUID_B = "99999999-8888-4777-8666-555555555555"
+SETTLE, TIMEOUT = 0.05, 0.5
+
+
+def describe(path):
+    return psql.describe_file(str(path))
+
+
+def empty_file(path):
+    path.write_bytes(b"")
+    return str(path)
+
+
+class FakeTime:
+    """A monotonic clock that only ``sleep`` moves; ``on_sleep`` runs at each sleep (a writer between polls)."""
+
+    def __init__(self, on_sleep):
+        self.now = 1000.0
+        self.sleeps = 0
+        self.on_sleep = on_sleep
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+        self.sleeps += 1
+        self.on_sleep(self.sleeps)
+
+
+# ---- fingerprint and describe ------------------------------------------------------
+
+
+def test_fingerprint_is_equal_for_two_databases_with_the_same_ddl(make_db):
+    one = make_db("one.db", users=3, seed=1)
+    other = make_db("other.db", users=40, rules=9, seed=2)
+    assert describe(one)["ddl_fingerprint"] == describe(other)["ddl_fingerprint"]
+
+
+def test_fingerprint_differs_between_proxysql_3_0_1_and_2_7_2(make_db):
+    new, old = describe(make_db("new.db", "3.0.1")), describe(make_db("old.db", "2.7.2"))
+    assert new["ddl_fingerprint"] != old["ddl_fingerprint"]
+    assert set(old["tables"]) < set(new["tables"])
+
+
+def test_live_fingerprint_matches_the_backups(make_db):
+    path = make_db("proxysql.db")
+    assert psql.live_fingerprint(str(path)) == describe(path)["ddl_fingerprint"]
+
+
+@pytest.mark.parametrize("version", proxysql_db.SCHEMA_VERSIONS)
+def test_describe_reports_tables_fingerprint_and_row_counts(make_db, schema_sql, version):
+    path = make_db("proxysql.db", version, users=7, rules=5)
+    statements = schema_sql(version)
+    facts = describe(path)
+    assert facts["tables"] == sorted(proxysql_db.table_name(s) for s in statements)
+    assert facts["ddl_fingerprint"] == psql.fingerprint({proxysql_db.table_name(s): s for s in statements})
+    assert facts["row_counts"] == {table: len(rows) for table, rows in proxysql_db.dump_config(path).items()}
+    assert facts["row_counts"]["mysql_users"] == 7 and facts["row_counts"]["mysql_query_rules"] == 5
+
+
+def test_describe_accepts_an_open_live_connection(make_db):
+    path = make_db("proxysql.db")
+    conn = psql.open_live(str(path))
+    try:
+        assert psql.describe(conn, "quick_check") == describe(path)
+    finally:
+        conn.close()
+
+
+def test_describe_file_reads_a_path_with_uri_characters(tmp_path, schema_sql):
+    directory = tmp_path / "odd ?#%25 dir"
+    directory.mkdir()
+    proxysql_db.build_db(directory / "proxysql.db", schema_sql("3.0.1"))
+    assert "mysql_users" in describe(directory / "proxysql.db")["tables"]
+
+
+def make_other_sqlite(path):
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.execute("INSERT INTO notes (body) VALUES ('hello')")
+    conn.close()
+
+
+def make_random_bytes(path):
+    path.write_bytes(os.urandom(16384))
+
+
+@pytest.fixture
+def bad_db(tmp_path, make_db):
+    """``bad_db(kind)``: a file that is not a usable ProxySQL database."""
+
+    def truncated():
+        whole = make_db("whole.db", users=400, rules=100).read_bytes()
+        (tmp_path / "bad.db").write_bytes(whole[: len(whole) // 2])
+
+    def without_scheduler():
+        make_db("bad.db")
+        with sqlite3.connect(tmp_path / "bad.db") as conn:
+            conn.execute("DROP TABLE scheduler")
+        conn.close()
+
+    makers = {
+        "other-sqlite": lambda: make_other_sqlite(tmp_path / "bad.db"),
+        "random-bytes": lambda: make_random_bytes(tmp_path / "bad.db"),
+        "zero-bytes": lambda: empty_file(tmp_path / "bad.db"),
+        "truncated": truncated,
+        "no-scheduler": without_scheduler,
+    }
+
+    def make(kind):
+        makers[kind]()
+        return tmp_path / "bad.db"
+
+    return make
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("other-sqlite", "not a ProxySQL configuration database: missing tables global_settings"),
+        ("random-bytes", "unreadable as SQLite"),
+        ("zero-bytes", "not a ProxySQL configuration database"),
+        ("truncated", "malformed"),
+        ("no-scheduler", "missing tables scheduler"),
+    ],
+)
+def test_describe_refuses_a_file_that_is_no_proxysql_database(bad_db, kind, reason):
+    with pytest.raises(psql.InvalidDatabase, match=reason):
+        describe(bad_db(kind))
+
+
+def test_invalid_database_is_a_value_error_as_the_module_expects():
+    # _modules/proxysql_ha.py catches ValueError around describe_file (judging, backup, restore).
+    assert issubclass(psql.InvalidDatabase, ValueError)
+
+
+# ---- content digest and uuid ---------------------------------------------------------
+
+
+def test_content_digest_ignores_the_node_uuid(make_db):
+    a = make_db("a.db", uuid=UUID_A, seed=3)
+    b = make_db("b.db", uuid=UUID_B, seed=3)
+    assert psql.live_uuid(str(a)) == UUID_A and psql.live_uuid(str(b)) == UUID_B
+    assert describe(a)["content_sha256"] == describe(b)["content_sha256"]
+
+
+def test_content_digest_changes_when_a_user_row_changes(make_db):
+    a = make_db("a.db", seed=3)
+    b = make_db("b.db", seed=3)
+    before = describe(b)["content_sha256"]
+    assert describe(a)["content_sha256"] == before
+    with sqlite3.connect(b) as conn:
+        conn.execute("UPDATE mysql_users SET password = ? WHERE username = 'app000001'",
+                     (proxysql_db.mysql_native_hash("new"),))
+    conn.close()
+    assert describe(b)["content_sha256"] != before
+
+
+def test_live_uuid_is_none_when_it_cannot_be_read(tmp_path):
+    make_other_sqlite(tmp_path / "other.db")
+    assert psql.live_uuid(str(tmp_path / "other.db")) is None
+    assert psql.live_uuid(str(tmp_path / "absent.db")) is None
+
+
+# ---- waiting for quiet ---------------------------------------------------------------
+
+
+def test_wait_quiet_returns_the_state_of_a_quiet_file(make_db):
+    path = str(make_db("proxysql.db"))
+    assert psql.wait_quiet(path, SETTLE, TIMEOUT) == psql.source_state(path)
+
+
+def test_wait_quiet_gives_up_while_a_journal_is_present(make_db):
+    path = make_db("proxysql.db")
+    empty_file(path.with_name("proxysql.db-journal"))
+    assert psql.source_state(str(path))["journal"] is True
+    with pytest.raises(CommandExecutionError, match="kept changing for 0.5 s"):
+        psql.wait_quiet(str(path), SETTLE, TIMEOUT)
+
+
+def test_wait_quiet_waits_settle_after_the_last_change(make_db):
+    path = make_db("proxysql.db")
+    rows = proxysql_db.dump_config(path)["mysql_users"][:1]
+
+    def save_on_third_sleep(count):
+        if count == 3:
+            proxysql_db.save_table(path, "mysql_users", rows)
+            changed.append(fake.now)
+
+    changed = []
+    fake = FakeTime(save_on_third_sleep)
+    before = psql.source_state(str(path))
+    state = psql.wait_quiet(str(path), 1.0, 30.0, clock=fake.clock, sleep=fake.sleep)
+    assert state == psql.source_state(str(path)) != before
+    assert fake.now - changed[0] >= 1.0
+
+
+def test_wait_quiet_gives_up_on_a_file_that_keeps_changing(make_db):
+    path = make_db("proxysql.db")
+
+    def touch(count):
+        os.utime(path, ns=(count * 10**9, count * 10**9))
+
+    fake = FakeTime(touch)
+    with pytest.raises(CommandExecutionError, match="no backup taken"):
+        psql.wait_quiet(str(path), 1.0, 5.0, clock=fake.clock, sleep=fake.sleep)
+    assert fake.now >= 1005.0
+
+
+# ---- snapshot and restore copy ------------------------------------------------------
+
+
+def test_snapshot_copies_a_consistent_database(tmp_path, make_db):
+    source = make_db("proxysql.db", users=50, rules=20)
+    target = empty_file(tmp_path / "copy.db")
+    state = psql.snapshot(str(source), target, SETTLE, TIMEOUT)
+    assert state == psql.source_state(str(source))
+    assert proxysql_db.dump_config(target) == proxysql_db.dump_config(source)
+    assert describe(target) == describe(source)
+
+
+def test_snapshot_refuses_a_source_in_a_write_transaction(tmp_path, make_db):
+    source = make_db("proxysql.db")
+    empty_file(source.with_name("proxysql.db-journal"))
+    with pytest.raises(CommandExecutionError, match="no backup taken"):
+        psql.snapshot(str(source), empty_file(tmp_path / "copy.db"), SETTLE, TIMEOUT)
+
+
+@pytest.mark.parametrize("node_uuid", [UUID_B, None])
+def test_copy_for_restore_puts_this_nodes_uuid_in_place_of_the_peers(tmp_path, make_db, node_uuid):
+    backup = make_db("backup.db", uuid=UUID_A, users=20)
+    backup_bytes = backup.read_bytes()
+    target = empty_file(tmp_path / "restore.db")
+    psql.copy_for_restore(str(backup), target, node_uuid)
+    restored, original = proxysql_db.dump_config(target), proxysql_db.dump_config(backup)
+    assert restored.pop("global_settings") == ([("uuid", node_uuid)] if node_uuid else [])
+    original.pop("global_settings")
+    assert restored == original
+    assert backup.read_bytes() == backup_bytes
+
+
+def test_copy_for_restore_keeps_the_ddl_byte_identical(tmp_path, make_db):
+    backup = make_db("backup.db")
+    target = empty_file(tmp_path / "restore.db")
+    psql.copy_for_restore(str(backup), target, UUID_B)
+    assert psql.live_fingerprint(target) == describe(backup)["ddl_fingerprint"]
