@@ -207,7 +207,9 @@ def snapshot(source, target, settle, timeout):
     SQLite online backup API, after the source was quiet for ``settle``
     seconds, and check that it did not change while copying.
 
-    Returns the source's state at the snapshot. Raises ``CommandExecutionError``.
+    Returns the source's state at the snapshot. Raises ``CommandExecutionError``
+    when the source would not settle or changed, ``sqlite3.Error`` when SQLite
+    fails (a full disk among others: the caller says which).
     """
     before = wait_quiet(source, settle, timeout)
     src = open_live(source)
@@ -220,8 +222,6 @@ def snapshot(source, target, settle, timeout):
         finally:
             dst.close()
         changed = src.execute("PRAGMA data_version").fetchone()[0] != version
-    except sqlite3.Error as exc:
-        raise CommandExecutionError(f"snapshot of {source} failed: {exc}") from exc
     finally:
         src.close()
     after = source_state(source)
