@@ -278,12 +278,8 @@ def _expected_schema(conf):
     if not os.path.isfile(live):
         return None, f"{live} does not exist and proxysql_ha:schema_fingerprint is not set"
     try:
-        conn = _u("proxysql_ha_sqlite.open_live")(live)
-        try:
-            table_sql = _u("proxysql_ha_sqlite.tables")(conn)
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
+        table_sql = _u("proxysql_ha_sqlite.live_tables")(live)
+    except (sqlite3.Error, OSError) as exc:
         return None, f"{live} is unreadable ({exc}) and proxysql_ha:schema_fingerprint is not set"
     if "mysql_users" not in table_sql:
         return None, f"{live} has no ProxySQL tables and proxysql_ha:schema_fingerprint is not set"

@@ -10,7 +10,9 @@ read-only with normal locking, so ProxySQL's own writes are never disturbed.
 
 import hashlib
 import os
+import shutil
 import sqlite3
+import tempfile
 import time
 
 from salt.exceptions import CommandExecutionError
@@ -101,8 +103,10 @@ def uuid(conn):
         row = conn.execute(
             "SELECT variable_value FROM global_settings WHERE variable_name = 'uuid'"
         ).fetchone()
-    except sqlite3.Error:
-        return None
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise
     return row[0] if row else None
 
 
@@ -146,25 +150,51 @@ def describe_file(path, check="integrity_check"):
         conn.close()
 
 
+def read_live(path, reader):
+    """
+    ``reader(conn)`` on ProxySQL's live database, opened read-only.
+
+    A hot rollback journal beside it (a writer died mid-transaction) makes a
+    read-only open fail: SQLite must roll it back first. Then the file and its
+    journal are copied to a private temporary directory and read there, where
+    SQLite may roll back the copy; the live files are not touched.
+    """
+    try:
+        conn = open_live(path)
+        try:
+            return reader(conn)
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:
+        if not os.path.exists(path + "-journal"):
+            raise
+    with tempfile.TemporaryDirectory(prefix="proxysql-ha-") as scratch:
+        copy = os.path.join(scratch, "proxysql.db")
+        shutil.copyfile(path, copy)
+        shutil.copyfile(path + "-journal", copy + "-journal")
+        conn = sqlite3.connect(copy, timeout=_BUSY_TIMEOUT)
+        try:
+            return reader(conn)
+        finally:
+            conn.close()
+
+
+def live_tables(path):
+    """``{name: sql}`` of the live database's tables."""
+    return read_live(path, tables)
+
+
 def live_fingerprint(path):
     """The DDL fingerprint of ProxySQL's live database (its own version's schema)."""
-    conn = open_live(path)
-    try:
-        return fingerprint(tables(conn))
-    finally:
-        conn.close()
+    return fingerprint(live_tables(path))
 
 
 def live_uuid(path):
     """The uuid in the live database, or None when it has none or cannot be read."""
     try:
-        conn = open_live(path)
-    except sqlite3.Error:
+        return read_live(path, uuid)
+    except (sqlite3.Error, OSError):
         return None
-    try:
-        return uuid(conn)
-    finally:
-        conn.close()
 
 
 def source_state(path):
