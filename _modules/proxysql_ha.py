@@ -913,7 +913,7 @@ def _prune_pre_restore(conf):
 # ---- transitions --------------------------------------------------------------------
 
 
-def promote():
+def promote(vhid=None, interface=None):
     """
     Make this node the active ProxySQL, if CARP says it is MASTER now: restore
     the newest valid backup when it is newer than the local database, start
@@ -923,6 +923,10 @@ def promote():
     nothing when the node is not MASTER, so late or repeated events are safe.
     Fires ``proxysql_ha/promoted`` with the report.
 
+    vhid, interface
+        From the CARP event that asked for this (the reactor passes them): when
+        given, they must be this node's, or nothing is done.
+
     CLI Example:
 
     .. code-block:: bash
@@ -930,6 +934,9 @@ def promote():
         salt-call proxysql_ha.promote
     """
     conf = _config()
+    refused = _foreign_event(conf, "promote", vhid, interface)
+    if refused:
+        return refused
     begin = time.monotonic()
     with _lock(conf):
         current = _read_role(conf)
@@ -946,18 +953,21 @@ def promote():
             report["started"] = _start(conf)
         except CommandExecutionError as exc:
             report["errors"].append(str(exc))
-        report["schedule"] = _schedule(conf, enable="ship_job", disable="purge_job")
+        report["schedule"] = _schedule(conf, "MASTER")
         report["ms"] = _ms(begin)
     _finish("promoted", report)
     return report
 
 
-def demote():
+def demote(vhid=None, interface=None):
     """
     Make this node the passive one, if CARP says it is not MASTER now: disable
     the shipping job, enable the purge job, and stop ProxySQL when
     ``stop_on_backup`` is set. Level-triggered and idempotent like ``promote``.
     Fires ``proxysql_ha/demoted`` with the report.
+
+    vhid, interface
+        As for ``promote``.
 
     CLI Example:
 
@@ -966,6 +976,9 @@ def demote():
         salt-call proxysql_ha.demote
     """
     conf = _config()
+    refused = _foreign_event(conf, "demote", vhid, interface)
+    if refused:
+        return refused
     begin = time.monotonic()
     with _lock(conf):
         current = _read_role(conf)
@@ -973,7 +986,7 @@ def demote():
             return {"acted": False, "role": current,
                     "comment": "not demoted: this node is MASTER"}
         report = {"acted": True, "role": current, "errors": []}
-        report["schedule"] = _schedule(conf, enable="purge_job", disable="ship_job")
+        report["schedule"] = _schedule(conf, current)
         report["stopped"] = False
         if conf["stop_on_backup"]:
             try:
@@ -994,24 +1007,163 @@ def _finish(what, report):
 
 
 
-def _schedule(conf, enable, disable):
+def _foreign_event(conf, what, vhid, interface):
     """
-    Enable one schedule job and disable the other; report, never fail. Jobs
-    live in the minion daemon: without one there is nothing to change (and
-    every job checks the role itself anyway).
+    A refusal report when a transition was asked for another vhid or
+    interface than this node's, else None. Logged and alerted: a reactor or
+    hook is misconfigured, or someone sends forged events.
+    """
+    if vhid is None and interface is None:
+        return None
+    if str(vhid) == str(conf["vhid"]) and interface == conf["interface"]:
+        return None
+    comment = (f"{what} refused: the event names vhid {vhid!r} on {interface!r}, "
+               f"this node serves vhid {conf['vhid']} on {conf['interface']}")
+    log.warning("proxysql_ha: %s", comment)
+    _fire("alert/foreign_event", {"transition": what, "vhid": str(vhid),
+                                  "interface": str(interface)})
+    _fail_retcode()
+    return {"acted": False, "comment": comment}
+
+
+def _wanted_jobs(conf, role):
+    """``{job: enabled}`` for a role: the MASTER ships, the others purge."""
+    master = role == "MASTER"
+    return {conf["schedule"]["ship_job"]: master, conf["schedule"]["purge_job"]: not master}
+
+
+def _schedule_changes(conf, role):
+    """
+    ``{job: enabled}`` for the jobs of the minion's schedule that must change
+    for ``role``. Jobs live in the minion daemon: without one, or without the
+    jobs, there is nothing to change (and every job checks the role itself).
     """
     if not _minion_daemon_up():
-        return {"comment": "no salt-minion daemon on this node: schedule left as it is"}
+        return {}
+    try:
+        jobs = __salt__["schedule.list"](show_all=True, return_yaml=False) or {}
+    except Exception as exc:  # pylint: disable=broad-except
+        log.warning("proxysql_ha: cannot list the minion's schedule: %s", exc)
+        return {}
+    return {job: want for job, want in _wanted_jobs(conf, role).items()
+            if job in jobs and bool(jobs[job].get("enabled", True)) != want}
+
+
+def _schedule(conf, role):
+    """Enable or disable the ship and purge jobs for ``role``; report, never fail."""
     outcome = {}
-    for key, function in ((enable, "schedule.enable_job"), (disable, "schedule.disable_job")):
-        job = conf["schedule"][key]
+    for job, want in _schedule_changes(conf, role).items():
+        function = "schedule.enable_job" if want else "schedule.disable_job"
         try:
             result = __salt__[function](job)
         except Exception as exc:  # pylint: disable=broad-except
             result = {"result": False, "comment": str(exc)}
-        outcome[job] = {"action": function.split(".")[1], "result": bool(result.get("result")),
+        outcome[job] = {"enabled": want, "result": bool(result.get("result")),
                         "comment": result.get("comment")}
     return outcome
+
+
+def config():
+    """
+    This node's configuration: the ``proxysql_ha`` pillar checked and completed
+    with the defaults (see ``pillar.example``). Secrets are shown as
+    ``<hidden>``. The formula renders from it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call proxysql_ha.config
+    """
+    conf = _config()
+    formula = conf["formula"]
+    if formula["ssh_private_key"]:
+        formula["ssh_private_key"] = "<hidden>"
+    if formula["ucarp"]["password"]:
+        formula["ucarp"]["password"] = "<hidden>"
+    return conf
+
+
+def jobs():
+    """
+    The minion schedule jobs this node needs, as ``schedule.present``
+    arguments: ship, purge, reconcile and check, with the intervals of the
+    ``schedule`` pillar. The ship and purge jobs are enabled as the current role
+    wants (both when the role cannot be read: every job checks the role itself),
+    so a highstate agrees with what promote and demote set.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call proxysql_ha.jobs
+    """
+    conf = _config()
+    try:
+        wanted = _wanted_jobs(conf, _read_role(conf))
+    except CommandExecutionError:
+        wanted = {}
+    sched = conf["schedule"]
+
+    def job(function, interval, name=None):
+        return {"function": function, "seconds": sched[interval], "maxrunning": 1,
+                "return_job": False, "enabled": wanted.get(name, True)}
+
+    return {
+        sched["ship_job"]: job("proxysql_ha.ship", "ship_interval", sched["ship_job"]),
+        sched["purge_job"]: job("proxysql_ha.purge", "purge_interval", sched["purge_job"]),
+        sched["reconcile_job"]: job("proxysql_ha.reconcile", "reconcile_interval"),
+        sched["check_job"]: job("proxysql_ha.check", "check_interval"),
+    }
+
+
+def reconcile(test=False):
+    """
+    Bring this node in line with its CARP role: run ``promote`` on a MASTER
+    and ``demote`` otherwise, but only when something is out of line (a newer
+    valid backup to restore, ProxySQL in the wrong state, a schedule job in the
+    wrong state). Cheap when the node is converged; safe to run often, with or
+    without the Salt master: it is the node's own safety net.
+
+    test
+        Report what would be done (``actions``, ``would_run``); change nothing.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call proxysql_ha.reconcile
+        salt-call proxysql_ha.reconcile test=True
+    """
+    conf = _config()
+    current = _read_role(conf)
+    actions = _plan(conf, current)
+    transition = "promote" if current == "MASTER" else "demote"
+    report = {"role": current, "actions": actions, "would_run": transition if actions else None}
+    if test or not actions:
+        report["comment"] = ("would run " + transition if actions else "converged")
+        return dict(report, test=bool(test))
+    report["report"] = promote() if transition == "promote" else demote()
+    report["comment"] = f"ran {transition}"
+    return report
+
+
+def _plan(conf, role):
+    """What promote (MASTER) or demote (otherwise) would change now, in words."""
+    actions = []
+    running = _running(conf)
+    if role == "MASTER":
+        newest = (_state(conf, LIVE_STATE) or {}).get("generation", 0)
+        chosen, _ = _choose(conf, min_generation=newest + 1)
+        if chosen:
+            actions.append(f"restore {chosen['name']}")
+        if not running:
+            actions.append("start ProxySQL")
+    elif running and conf["stop_on_backup"]:
+        actions.append("stop ProxySQL")
+    actions += [f"{'enable' if want else 'disable'} schedule job {job}"
+                for job, want in _schedule_changes(conf, role).items()]
+    return actions
 
 
 # ---- status and check ----------------------------------------------------------------

@@ -17,12 +17,17 @@ from salt.exceptions import SaltInvocationError
 __virtualname__ = "proxysql_ha_config"
 
 ROLE_SOURCES = ("freebsd_carp", "vip")
+CARP_WIRINGS = ("auto", "devd", "ucarp", "keepalived", "none")
 TRANSPORTS = ("ssh", "local")
 # FreeBSD and Linux interface names: letters, digits and . _ - (Linux caps at 15).
 _IFACE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,253}$")
 _NODE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Paths end up in sshd's forced command and devd's action (both run by a shell):
+# no spaces, quotes or other characters a shell would read.
+_PATH_RE = re.compile(r"/[A-Za-z0-9_./+-]{0,4095}")
+_KEY_RE = re.compile(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]{16,}( [^\n]*)?")
 # Directories this extension must never own (it creates and chmods its dirs 0700).
 SYSTEM_DIRS = frozenset((
     "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root",
@@ -68,7 +73,29 @@ def defaults(os_family):
         "commands": {"start": None, "stop": None, "status": None},
         "schema_fingerprint": None,
         "proxysql_version": None,
-        "schedule": {"ship_job": "proxysql_ha_ship", "purge_job": "proxysql_ha_purge"},
+        "schedule": {
+            "ship_job": "proxysql_ha_ship",
+            "purge_job": "proxysql_ha_purge",
+            "reconcile_job": "proxysql_ha_reconcile",
+            "check_job": "proxysql_ha_check",
+            "ship_interval": 10,
+            "purge_interval": 300,
+            "reconcile_interval": 10,
+            "check_interval": 60,
+            "watch_interval": 0.25,
+        },
+        "formula": {
+            "carp": "auto",
+            "libexec_dir": "/usr/local/libexec",
+            "etc_dir": etc,
+            "receive_user": "proxysql-ha",
+            "ssh_private_key": None,
+            "peer_public_key": None,
+            "peer_host_key": None,
+            "restart_minion": True,
+            "ucarp": {"src_ip": None, "password": None, "advbase": 1, "advskew": 0,
+                      "preempt": True, "prefix": 32},
+        },
         "peer": {
             "transport": "ssh",
             "host": None,
@@ -146,8 +173,8 @@ def _abspath(conf, key, required=True):
     value = _get(conf, key)
     if value is None and not required:
         return
-    if not isinstance(value, str) or not os.path.isabs(value) or "\0" in value:
-        _fail(key, value, "must be an absolute path")
+    if not isinstance(value, str) or not _PATH_RE.fullmatch(value):
+        _fail(key, value, "must be an absolute path of letters, digits and / . _ + - only")
     if _normalise(value) in SYSTEM_DIRS:
         _fail(key, value, "must be a directory of its own, not a system directory")
 
@@ -230,9 +257,13 @@ def _check(conf):
         _fail("commands", conf["commands"], "give all three of start, stop and status, or none")
     if conf["schema_fingerprint"] is not None:
         _match(conf, "schema_fingerprint", re.compile(r"^[0-9a-f]{64}$"), "a sha256 hex digest")
-    for key in ("ship_job", "purge_job"):
+    for key in ("ship_job", "purge_job", "reconcile_job", "check_job"):
         _match(conf, f"schedule:{key}", _NAME_RE, "a schedule job name")
+    for key in ("ship_interval", "purge_interval", "reconcile_interval", "check_interval"):
+        _int(conf, f"schedule:{key}", 1, 86400)
+    _number(conf, "schedule:watch_interval", 0.05, 60)
     _check_peer(conf)
+    _check_formula(conf)
 
 
 def _check_peer(conf):
@@ -253,3 +284,34 @@ def _check_peer(conf):
     _int(conf, "peer:timeout", 1, 3600)
     _match(conf, "peer:receive_command", re.compile(r"^[A-Za-z0-9_./-]{1,255}$"),
            "a command name or path without spaces")
+
+
+def _check_formula(conf):
+    formula = conf["formula"]
+    if formula["carp"] not in CARP_WIRINGS:
+        _fail("formula:carp", formula["carp"], f"must be one of {', '.join(CARP_WIRINGS)}")
+    _abspath(conf, "formula:libexec_dir")
+    _abspath(conf, "formula:etc_dir")
+    _match(conf, "formula:receive_user", _NAME_RE, "a user name")
+    for key in ("ssh_private_key", "peer_public_key", "peer_host_key"):
+        value = formula[key]
+        if value is not None and (not isinstance(value, str) or "\0" in value):
+            _fail(f"formula:{key}", "<hidden>" if key == "ssh_private_key" else value,
+                  "must be text")
+    for key in ("peer_public_key", "peer_host_key"):
+        if formula[key] is not None and not _KEY_RE.fullmatch(formula[key].strip()):
+            _fail(f"formula:{key}", formula[key],
+                  "must be one OpenSSH public key: '<type> <base64> [comment]'")
+    _bool(conf, "formula:restart_minion")
+    ucarp = formula["ucarp"]
+    if ucarp["src_ip"] is not None:
+        try:
+            ipaddress.ip_address(str(ucarp["src_ip"]))
+        except ValueError:
+            _fail("formula:ucarp:src_ip", ucarp["src_ip"], "must be this node's own IP address")
+    if ucarp["password"] is not None and not isinstance(ucarp["password"], str):
+        _fail("formula:ucarp:password", "<hidden>", "must be text")
+    _int(conf, "formula:ucarp:advbase", 1, 255)
+    _int(conf, "formula:ucarp:advskew", 0, 254)
+    _bool(conf, "formula:ucarp:preempt")
+    _int(conf, "formula:ucarp:prefix", 0, 128)

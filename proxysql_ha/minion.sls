@@ -1,0 +1,25 @@
+{%- from "proxysql_ha/map.jinja" import ha, f, minion_d with context %}
+# The engine notices a saved configuration within watch_interval and runs the
+# ship job; engines are read from the minion's configuration at its start.
+proxysql_ha_engine_conf:
+  file.managed:
+    - name: {{ (minion_d ~ '/proxysql_ha.conf') | yaml_dquote }}
+    - user: root
+    - mode: '0644'
+    - makedirs: True
+    - contents: |
+        # proxysql-ha (managed by Salt)
+        engines:
+          - proxysql_ha:
+              db: {{ ha.datadir }}/proxysql.db
+              job: {{ ha.schedule.ship_job }}
+              interval: {{ ha.schedule.watch_interval }}
+{%- if f.restart_minion %}
+
+proxysql_ha_restart_minion:
+  cmd.run:
+    - name: salt-call --local service.restart salt-minion
+    - bg: True
+    - onchanges:
+      - file: proxysql_ha_engine_conf
+{%- endif %}
