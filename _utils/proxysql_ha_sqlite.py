@@ -1,7 +1,7 @@
 """
 What this extension reads from and does to SQLite files: online snapshots of
 ProxySQL's live database, and the facts that say whether a copy can be trusted
-(DDL fingerprint, integrity, row counts, a digest of the configuration).
+(DDL fingerprint, integrity, row counts, a content digest).
 
 Only the standard library's ``sqlite3``. Backup files are opened read-only and
 ``immutable`` (they never change once written); the live database is opened
@@ -29,8 +29,6 @@ REQUIRED_TABLES = (
     "proxysql_servers",
     "scheduler",
 )
-# Tables that describe the node, not the shared configuration.
-NODE_TABLES = ("global_settings",)
 _BUSY_TIMEOUT = 2.0
 _POLL = 0.02
 
@@ -80,20 +78,23 @@ def row_counts(conn, names):
     return {name: conn.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0] for name in names}
 
 
-def content_digest(conn, names):
+def content_digest(path):
     """
-    sha256 of the configuration's rows, table by table, in storage order.
-
-    The node's own tables (``global_settings``: ProxySQL Cluster uuid) are left
-    out, so the same configuration on both nodes has the same digest.
+    sha256 of a database file with the header fields SQLite bumps on every
+    write transaction or backup zeroed (change counter, schema cookie,
+    version-valid-for, library version): the same pages give the same digest,
+    so a rewrite of identical data (ProxySQL re-saving at start) or another
+    snapshot of it is recognised as unchanged. Reading the file costs a few
+    milliseconds; hashing every row would cost hundreds.
     """
     digest = hashlib.sha256()
-    for name in sorted(names):
-        if name in NODE_TABLES:
-            continue
-        digest.update(b"T" + name.encode() + b"\0")
-        for row in conn.execute(f'SELECT * FROM "{name}"'):
-            digest.update(repr(row).encode() + b"\n")
+    with open(path, "rb") as handle:
+        header = bytearray(handle.read(100))
+        for start, end in ((24, 28), (40, 44), (92, 100)):
+            header[start:end] = bytes(end - start)
+        digest.update(header)
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -128,7 +129,6 @@ def describe(conn, check="integrity_check"):
         return {
             "ddl_fingerprint": fingerprint(table_sql),
             "row_counts": row_counts(conn, table_sql),
-            "content_sha256": content_digest(conn, table_sql),
             "tables": sorted(table_sql),
         }
     except sqlite3.DatabaseError as exc:
@@ -140,14 +140,19 @@ def _first(result):
 
 
 def describe_file(path, check="integrity_check"):
-    """:func:`describe` of a backup file (opened read-only, immutable)."""
+    """
+    :func:`describe` of a backup file (opened read-only, immutable), with its
+    :func:`content_digest`.
+    """
     conn = open_backup(path)
     try:
-        return describe(conn, check)
+        facts = describe(conn, check)
     except sqlite3.DatabaseError as exc:
         raise InvalidDatabase(f"unreadable as SQLite: {exc}") from exc
     finally:
         conn.close()
+    facts["content_sha256"] = content_digest(path)
+    return facts
 
 
 def read_live(path, reader):

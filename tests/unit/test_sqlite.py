@@ -3,7 +3,9 @@
 Fingerprint, describe, content digest, the quiet wait, the snapshot and the restore copy.
 """
 
+import contextlib
 import os
+import shutil
 import sqlite3
 
 import proxysql_ha_sqlite as psql
@@ -78,7 +80,9 @@ def test_describe_accepts_an_open_live_connection(make_db):
     path = make_db("proxysql.db")
     conn = psql.open_live(str(path))
     try:
-        assert psql.describe(conn, "quick_check") == describe(path)
+        facts = describe(path)
+        assert facts.pop("content_sha256") == psql.content_digest(str(path))
+        assert psql.describe(conn, "quick_check") == facts
     finally:
         conn.close()
 
@@ -153,22 +157,38 @@ def test_invalid_database_is_a_value_error_as_the_module_expects():
 # ---- content digest and uuid ---------------------------------------------------------
 
 
-def test_content_digest_ignores_the_node_uuid(make_db):
-    a = make_db("a.db", uuid=UUID_A, seed=3)
-    b = make_db("b.db", uuid=UUID_B, seed=3)
-    assert psql.live_uuid(str(a)) == UUID_A and psql.live_uuid(str(b)) == UUID_B
-    assert describe(a)["content_sha256"] == describe(b)["content_sha256"]
+def _patched(path, offset, value):
+    data = bytearray(path.read_bytes())
+    data[offset:offset + len(value)] = value
+    path.write_bytes(bytes(data))
 
 
-def test_content_digest_changes_when_a_user_row_changes(make_db):
+@pytest.mark.parametrize("offset", [24, 40, 92, 96], ids=["change-counter", "schema-cookie",
+                                                        "version-valid-for", "library-version"])
+def test_content_digest_ignores_the_counters_sqlite_bumps_on_every_write(make_db, offset):
+    path = make_db("a.db", seed=3)
+    before = psql.content_digest(str(path))
+    _patched(path, offset, b"\x7f\x01\x02\x03")
+    assert psql.content_digest(str(path)) == before
+
+
+def test_content_digest_sees_any_other_header_field(make_db):
+    path = make_db("a.db", seed=3)
+    before = psql.content_digest(str(path))
+    _patched(path, 60, b"\x00\x00\x00\x07")  # user_version
+    assert psql.content_digest(str(path)) != before
+
+
+def test_content_digest_changes_when_a_user_row_changes(make_db, tmp_path):
     a = make_db("a.db", seed=3)
-    b = make_db("b.db", seed=3)
+    b = tmp_path / "b.db"
+    shutil.copyfile(a, b)
     before = describe(b)["content_sha256"]
     assert describe(a)["content_sha256"] == before
-    with sqlite3.connect(b) as conn:
+    with contextlib.closing(sqlite3.connect(b)) as conn:
         conn.execute("UPDATE mysql_users SET password = ? WHERE username = 'app000001'",
                      (proxysql_db.mysql_native_hash("new"),))
-    conn.close()
+        conn.commit()
     assert describe(b)["content_sha256"] != before
 
 
