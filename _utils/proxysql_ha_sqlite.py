@@ -217,11 +217,14 @@ def wait_quiet(path, settle, timeout, clock=time.monotonic, sleep=time.sleep):
     Wait until ``path`` has not changed for ``settle`` seconds and no write
     transaction is open. ProxySQL's ``SAVE ... TO DISK`` commits a DELETE and an
     INSERT separately, so a database that is still changing may be half saved.
-    Returns the quiet state; raises ``CommandExecutionError`` after ``timeout``.
+    The time since the file's last modification counts: a database saved long
+    ago is quiet at once. Returns the quiet state; raises
+    ``CommandExecutionError`` after ``timeout``.
     """
     deadline = clock() + timeout
     state = source_state(path)
-    quiet_since = clock()
+    untouched_for = max(0.0, time.time() - state["mtime_ns"] / 1e9)
+    quiet_since = clock() - untouched_for
     while True:
         if not state["journal"] and clock() - quiet_since >= settle:
             return state
