@@ -495,6 +495,10 @@ def ship(backup=True):
     """
     conf = _config()
     with _lock(conf):
+        if backup and _source_unchanged(conf):
+            pending = _pending(conf)
+            if pending.get("comment"):  # the idle tick: nothing read but a stat() and two files
+                return dict(pending, shipped=False, backup={"result": "unchanged"})
         current = _read_role(conf)
         if current != "MASTER":
             return {"shipped": False, "role": current,
@@ -514,9 +518,20 @@ def ship(backup=True):
         return report
 
 
-def _ship_newest(conf, fresh=None):
-    """Ship the newest backup unless already shipped; ``fresh`` was just checked."""
-    start = time.monotonic()
+def _source_unchanged(conf):
+    """Whether proxysql.db is as it was at the last backup (one stat())."""
+    try:
+        source = _u("proxysql_ha_sqlite.source_state")(_live(conf))
+    except OSError:
+        return False
+    return (_state(conf, LIVE_STATE) or {}).get("source") == source
+
+
+def _pending(conf):
+    """
+    The newest backup to ship (``name``, ``files``, ``target``), or a
+    ``comment`` saying why there is nothing to ship.
+    """
     found = _u("proxysql_ha_store.scan")(conf["backup_dir"])
     complete = [b for b, f in found["backups"].items() if f["db"] and f["json"]]
     if not complete:
@@ -531,8 +546,18 @@ def _ship_newest(conf, fresh=None):
     last = _state(conf, SHIP_STATE) or {}
     if last.get("ok") and last.get("name") == base and last.get("target") == target:
         return {"name": base, "comment": "already shipped"}
+    return {"name": base, "files": found["backups"][base], "target": target}
+
+
+def _ship_newest(conf, fresh=None):
+    """Ship the newest backup unless already shipped; ``fresh`` was just checked."""
+    start = time.monotonic()
+    pending = _pending(conf)
+    if pending.get("comment"):
+        return pending
+    base, target = pending["name"], pending["target"]
     verdict = {"valid": True} if base == fresh else _judge(
-        conf["backup_dir"], base, found["backups"][base], _expected_schema(conf), time.time())
+        conf["backup_dir"], base, pending["files"], _expected_schema(conf), time.time())
     if not verdict["valid"]:
         _record_ship(conf, base, target, f"newest backup is invalid: {verdict['reason']}")
         raise CommandExecutionError(f"not shipping {base}: {verdict['reason']}")
