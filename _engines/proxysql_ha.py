@@ -37,12 +37,18 @@ def __virtual__():
 
 
 def _signature(path):
-    """What changes when ProxySQL saves: the file's stat and its journal."""
+    """
+    What changes when ProxySQL saves: the file's stat, its journal, and
+    SQLite's change counter (bytes 24-27 of the header), which moves on every
+    commit even when two saves fall within one tick of the file system's clock.
+    """
     try:
-        st = os.stat(path)
+        with open(path, "rb") as handle:
+            st = os.fstat(handle.fileno())
+            counter = handle.read(28)[24:]
     except OSError:
         return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns, os.path.lexists(path + "-journal"))
+    return (st.st_ino, st.st_size, st.st_mtime_ns, counter, os.path.lexists(path + "-journal"))
 
 
 def _ask(opts, job):

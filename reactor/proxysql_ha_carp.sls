@@ -16,10 +16,12 @@ interface to be that minion's own. Anything else is logged and ignored.
 {%- set state = payload.get('state', '') | string %}
 {%- set vhid = payload.get('vhid', '') | string %}
 {%- set iface = payload.get('iface', '') | string %}
-{%- set ok_minion = minion is match('^[A-Za-z0-9_.-]{1,255}$') %}
+{#- `match` is re.match, whose $ also matches before a final newline: each value
+    gets a sentinel "|" appended, so the whole value must match. #}
+{%- set ok_minion = (minion ~ '|') is match('^[A-Za-z0-9_.-]{1,255}[|]$') %}
 {%- set ok_state = state in ['MASTER', 'BACKUP', 'INIT'] %}
-{%- set ok_vhid = vhid is match('^[0-9]{1,3}$') and 1 <= vhid | int <= 255 %}
-{%- set ok_iface = iface is match('^[A-Za-z][A-Za-z0-9_.-]{0,14}$') %}
+{%- set ok_vhid = (vhid ~ '|') is match('^[0-9]{1,3}[|]$') and 1 <= vhid | int <= 255 %}
+{%- set ok_iface = (iface ~ '|') is match('^[A-Za-z][A-Za-z0-9_.-]{0,14}[|]$') %}
 {%- if ok_minion and ok_state and ok_vhid and ok_iface %}
 {%- set action = 'promote' if state == 'MASTER' else 'demote' %}
 proxysql_ha_{{ action }}:
