@@ -1,0 +1,145 @@
+"""The engine: a real ProxySQL database watched with stat(); the minion is asked only when it changed.
+
+The boundary to the minion is ``_ask`` (it fires ``manage_schedule`` on the minion's bus, and no
+minion runs here): it is replaced by a recorder. ``time.sleep`` between two looks is replaced by
+the test's script of what happens to the database during each interval, so every look is
+deterministic; the SIGTERM test runs the real loop in a process of its own.
+"""
+
+import contextlib
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+
+from _engines import proxysql_ha as engine
+from tests.support import proxysql_db
+
+REPO = Path(__file__).resolve().parents[2]
+OPTS = {"id": "engine-test", "sock_dir": "/nonexistent"}
+JOB = "proxysql_ha_ship"
+BOUND = 10.0  # seconds: far above two intervals; only catches a hang
+TICK = 0.02  # seconds each scripted interval really lasts: more than the file system's clock tick
+
+
+@pytest.fixture
+def live_db(tmp_path, schema_sql):
+    path = tmp_path / "proxysql.db"
+    proxysql_db.build_db(path, schema_sql("3.0.1"), users=3, seed=1)
+    return path
+
+
+@pytest.fixture
+def asked(monkeypatch):
+    """The jobs the engine asked the minion to run: ``[(opts, job), ...]``."""
+    calls = []
+    monkeypatch.setattr(engine, "__opts__", OPTS, raising=False)
+    monkeypatch.setattr(engine, "_ask", lambda opts, job: calls.append((opts, job)) or True)
+    return calls
+
+
+@pytest.fixture
+def run_engine(monkeypatch):
+    """``run_engine(db, intervals)``: one loop per item of ``intervals``, each run as that interval's sleep.
+
+    Each interval lasts ``TICK`` before its action, so two saves never share an mtime.
+    """
+
+    def sleep(script):
+        time.sleep(TICK)
+        next(script)()
+
+    def run(db, intervals):
+        script = iter(intervals)
+        monkeypatch.setattr(engine, "time", types.SimpleNamespace(sleep=lambda _: sleep(script)))
+        engine.start(str(db), job=JOB, interval=0.25, max_loops=len(intervals))
+
+    return run
+
+
+def nothing():
+    """An interval in which nothing touches the database."""
+
+
+def save_users(db):
+    """``SAVE MYSQL USERS TO DISK``: the table rewritten in one transaction."""
+    rows = proxysql_db.dump_config(db)["mysql_users"]
+    return lambda: proxysql_db.save_table(db, "mysql_users", rows[:1])
+
+
+def read_only_session(db):
+    """A client that reads, and commits an empty transaction: no journal, nothing written."""
+
+    def session():
+        with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as conn:
+            conn.execute("SELECT count(*) FROM mysql_users").fetchall()
+            conn.execute("BEGIN")
+            conn.execute("COMMIT")
+
+    return session
+
+
+def test_unchanged_db_asks_for_nothing(live_db, asked, run_engine):
+    run_engine(live_db, [nothing] * 5)
+
+    assert asked == []
+
+
+def test_saved_db_asks_for_the_job_once(live_db, asked, run_engine):
+    run_engine(live_db, [nothing, save_users(live_db), nothing, nothing])
+
+    assert asked == [(OPTS, JOB)]
+
+
+def test_each_save_asks_again(live_db, asked, run_engine):
+    run_engine(live_db, [save_users(live_db), nothing, save_users(live_db)])
+
+    assert asked == [(OPTS, JOB), (OPTS, JOB)]
+
+
+def test_read_only_session_asks_for_nothing(live_db, asked, run_engine):
+    run_engine(live_db, [read_only_session(live_db), nothing])
+
+    assert asked == []
+
+
+def test_db_gone_asks_for_nothing(live_db, asked, run_engine):
+    run_engine(live_db, [live_db.unlink, nothing])
+
+    assert asked == []
+
+
+ENGINE_PROCESS = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+from _engines import proxysql_ha as engine
+engine.__opts__ = {}
+engine.start(sys.argv[1], job="proxysql_ha_ship", interval=float(sys.argv[2]))
+"""
+
+
+def test_engine_returns_cleanly_on_sigterm_within_a_bounded_time(live_db):
+    interval = 0.5
+    proc = subprocess.Popen([sys.executable, "-c", ENGINE_PROCESS, str(live_db), str(interval)], cwd=REPO,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert "watching" in proc.stderr.readline()
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        returncode = proc.wait(timeout=BOUND)
+        took = time.monotonic() - sent
+        rest = proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+
+    print(f"engine stopped {took:.2f} s after SIGTERM (interval {interval} s)")
+    assert returncode == 0
+    assert "proxysql_ha engine: stopped" in rest
+    assert took < BOUND

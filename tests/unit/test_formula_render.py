@@ -1,0 +1,263 @@
+"""The formula ``proxysql_ha/*.sls`` rendered by Salt's own renderers, as a minion renders it.
+
+The ``salt`` dict the templates see holds ``proxysql_ha.config`` (a real checked configuration,
+built by ``proxysql_ha_config.build`` from the test's pillar, secrets hidden as the module
+hides them), ``proxysql_ha.jobs`` computed from it, and the few core functions the formula asks.
+"""
+
+import copy
+import os
+import re
+import shlex
+
+import pytest
+import salt.utils.data
+import yaml
+
+import proxysql_ha_config
+from tests.unit.conftest import REPO
+
+FORMULA = REPO / "proxysql_ha"
+PYTHON = "/usr/bin/python3"
+MINION_CONF = "/etc/salt/minion"
+PEER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGW2YzQ0ZWI1ZjQ1ZDVhYmE1ZTI0ZmYxZWY1 root@proxysql-b"
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ5Gd0tF3m9uZlN5c2tleWhvc3RrZXkx"
+PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+UCARP_PASSWORD = "ucarp-s3cret"
+
+
+@pytest.fixture
+def pillar(tmp_path):
+    """The ``proxysql_ha`` pillar of a node: vhid 9 on em0, VIP 192.0.2.50, formula dirs under tmp."""
+    return {
+        "vhid": 9,
+        "interface": "em0",
+        "vip": "192.0.2.50",
+        "role_source": "vip",
+        "node_id": "proxysql-a",
+        "peer": {"transport": "local", "path": str(tmp_path / "peer-inbox")},
+        "formula": {"carp": "auto", "restart_minion": False, "libexec_dir": str(tmp_path / "libexec"),
+                    "etc_dir": str(tmp_path / "etc"), "receive_user": "proxysql-ha-test",
+                    "ucarp": {"src_ip": "192.0.2.11", "password": UCARP_PASSWORD}},
+    }
+
+
+def shown(conf):
+    """``conf`` as ``proxysql_ha.config`` shows it: secrets hidden."""
+    conf = copy.deepcopy(conf)
+    if conf["formula"]["ssh_private_key"]:
+        conf["formula"]["ssh_private_key"] = "<hidden>"
+    if conf["formula"]["ucarp"]["password"]:
+        conf["formula"]["ucarp"]["password"] = "<hidden>"
+    return conf
+
+
+def jobs(conf):
+    """``proxysql_ha.jobs`` of a MASTER with this configuration."""
+    sched = conf["schedule"]
+    plan = (("ship", "proxysql_ha.ship", True), ("purge", "proxysql_ha.purge", False),
+            ("reconcile", "proxysql_ha.reconcile", True), ("check", "proxysql_ha.check", True))
+    return {sched[f"{kind}_job"]: {"function": function, "seconds": sched[f"{kind}_interval"], "maxrunning": 1,
+                                   "return_job": False, "enabled": enabled}
+            for kind, function, enabled in plan}
+
+
+@pytest.fixture
+def render(render_sls, pillar):
+    """``render(sls, os_family="Debian")``: the states ``proxysql_ha/<sls>.sls`` renders for ``pillar``."""
+
+    def run(sls, os_family="Debian"):
+        conf = proxysql_ha_config.build(pillar, os_family, "proxysql-a")
+        functions = {
+            "proxysql_ha.config": lambda: shown(conf),
+            "proxysql_ha.jobs": lambda: jobs(conf),
+            "config.get": lambda key, default="": {"conf_file": MINION_CONF}.get(key, default),
+            "file.dirname": os.path.dirname,
+            "cmd.which": {"ip": "/usr/sbin/ip"}.get,
+            "pillar.get": lambda key, default="": salt.utils.data.traverse_dict_and_list(
+                {"proxysql_ha": pillar}, key, default),
+        }
+        grains = {"os_family": os_family, "pythonexecutable": PYTHON, "init": "systemd"}
+        return render_sls(FORMULA / f"{sls}.sls", functions, grains=grains, saltenv="base", sls=f"proxysql_ha.{sls}")
+
+    return run
+
+
+def args(rendered, state_id):
+    """``(function, {argument: value})`` of one state: Salt's list of one-key dicts made a dict."""
+    (function, arguments), = rendered[state_id].items()
+    return function, {key: value for argument in arguments for key, value in argument.items()}
+
+
+def by_name(rendered):
+    """``{name argument: (function, arguments)}`` of every state in ``rendered``."""
+    return {found[1]["name"]: found for found in (args(rendered, state_id) for state_id in rendered)}
+
+
+@pytest.mark.parametrize("os_family", ["FreeBSD", "Debian"])
+@pytest.mark.parametrize("sls", sorted(path.stem for path in FORMULA.glob("*.sls")))
+def test_every_sls_renders_to_states_and_includes_only_existing_sls(render, sls, os_family):
+    rendered = render(sls, os_family)
+
+    for state_id, declaration in rendered.items():
+        if state_id == "include":
+            assert all((FORMULA / f"{name.split('.', 1)[1]}.sls").is_file() for name in declaration)
+            continue
+        function, _ = args(rendered, state_id)
+        assert re.fullmatch(r"[a-z_]+\.[a-z_]+", function)
+
+
+# ---- CARP wiring -----------------------------------------------------------------------------
+
+
+def devd_rules(text):
+    """``[(header, {variable: regex}, action)]`` of a devd.conf text."""
+    rules = []
+    for header, body in re.findall(r"^(notify \d+) \{\n(.*?)^\};", text, flags=re.M | re.S):
+        matches = dict(re.findall(r'^\s*match\s+"(\w+)"\s+"([^"]*)";', body, flags=re.M))
+        action, = re.findall(r'^\s*action\s+"(.*)";', body, flags=re.M)
+        rules.append((header, matches, action))
+    return rules
+
+
+def test_freebsd_renders_a_devd_rule_of_the_shared_shape_calling_the_hook(render, shared_dir, pillar):
+    shared = devd_rules((shared_dir / "freebsd" / "devd-carp.conf").read_text())
+    hook = pillar["formula"]["libexec_dir"] + "/proxysql-ha-event"
+
+    function, rule_file = args(render("carp", "FreeBSD"), "proxysql_ha_devd_rules")
+
+    assert (function, rule_file["name"]) == ("file.managed", "/usr/local/etc/devd/proxysql-ha.conf")
+    (header, matches, action), = devd_rules(rule_file["contents"])
+    for shared_header, shared_matches, shared_action in shared:
+        assert header == shared_header
+        assert (matches["system"], matches["subsystem"]) == (shared_matches["system"], shared_matches["subsystem"])
+        assert re.fullmatch(matches["type"], shared_matches["type"])  # devd anchors each match
+        assert shlex.split(action.split("2>&1")[0]) == [hook, *shlex.split(shared_action)[1:]]
+    assert re.fullmatch(matches["type"], "INIT") and not re.fullmatch(matches["type"], "MASTERX")
+
+
+def test_freebsd_hook_path_in_devd_is_the_wrapper_that_files_installs(render):
+    _, rule_file = args(render("carp", "FreeBSD"), "proxysql_ha_devd_rules")
+    (_, _, action), = devd_rules(rule_file["contents"])
+
+    wrappers = by_name(render("files", "FreeBSD"))
+
+    assert shlex.split(action)[0] in wrappers
+
+
+def exec_start(unit):
+    """The ucarp unit's ExecStart: ``(program, {--option: value or True})``."""
+    line, = (line for line in unit.splitlines() if line.startswith("ExecStart="))
+    program, *options = shlex.split(line.removeprefix("ExecStart="))
+    return program, dict((option.split("=", 1) + [True])[:2] for option in options)
+
+
+def test_linux_renders_ucarp_calling_the_up_and_down_wrappers_with_a_passfile(render, pillar):
+    libexec, etc = pillar["formula"]["libexec_dir"], pillar["formula"]["etc_dir"]
+
+    rendered = render("carp")
+
+    _, passfile = args(rendered, "proxysql_ha_ucarp_passfile")
+    _, unit = args(rendered, "proxysql_ha_ucarp_unit")
+    program, options = exec_start(unit["contents"])
+    assert (passfile["name"], passfile["mode"], passfile["contents_pillar"], passfile["show_changes"]) == (
+        f"{etc}/ucarp.pass", "0600", "proxysql_ha:formula:ucarp:password", False)
+    assert program == "/usr/sbin/ucarp"
+    assert {key: options.get(key) for key in ("--interface", "--srcip", "--vhid", "--addr", "--passfile",
+                                              "--upscript", "--downscript", "--shutdown")} == {
+        "--interface": "em0", "--srcip": "192.0.2.11", "--vhid": "9", "--addr": "192.0.2.50",
+        "--passfile": f"{etc}/ucarp.pass", "--upscript": f"{libexec}/proxysql-ha-ucarp-up",
+        "--downscript": f"{libexec}/proxysql-ha-ucarp-down", "--shutdown": True}
+    assert args(rendered, "proxysql_ha_ucarp_service")[1]["watch"] == [
+        {"file": "proxysql_ha_ucarp_unit"}, {"file": "proxysql_ha_ucarp_passfile"}]
+    assert UCARP_PASSWORD not in repr(rendered)
+
+
+@pytest.mark.parametrize("flag", ["--ucarp-up", "--ucarp-down"])
+def test_ucarp_wrappers_run_the_hook_with_the_minions_python_and_their_flag(render, pillar, flag):
+    libexec = pillar["formula"]["libexec_dir"]
+    wrapper = f"{libexec}/proxysql-ha-{flag.removeprefix('--')}"
+
+    function, managed = by_name(render("files"))[wrapper]
+
+    assert (function, managed["mode"]) == ("file.managed", "0755")
+    assert managed["contents"].splitlines() == [
+        "#!/bin/sh", f'exec {PYTHON} {libexec}/proxysql-ha/event.py {flag} "$@"']
+
+
+@pytest.mark.parametrize("missing", ["src_ip", "password"])
+def test_ucarp_without_src_ip_or_password_fails_clearly_and_configures_nothing(render, pillar, missing):
+    del pillar["formula"]["ucarp"][missing]
+
+    rendered = render("carp")
+
+    assert list(rendered) == ["proxysql_ha_ucarp"]
+    function, failure = args(rendered, "proxysql_ha_ucarp")
+    assert function == "test.fail_without_changes"
+    assert f"proxysql_ha:formula:ucarp:{missing}" in failure["name"]
+
+
+# ---- SSH trust -------------------------------------------------------------------------------
+
+
+def test_ssh_authorizes_the_peer_key_for_the_receiver_only(render, pillar):
+    pillar["formula"]["peer_public_key"] = PEER_KEY
+    libexec, inbox = pillar["formula"]["libexec_dir"], "/var/lib/proxysql-ha/incoming"
+
+    function, auth = args(render("ssh"), "proxysql_ha_authorized_peer")
+
+    assert function == "ssh_auth.present"
+    assert (auth["name"], auth["enc"], auth["user"]) == (PEER_KEY.split()[1], "ssh-ed25519", "proxysql-ha-test")
+    assert auth["options"] == ["restrict", f'command="{PYTHON} {libexec}/proxysql-ha/receive.py {inbox}"']
+
+
+def test_ssh_transport_installs_the_identity_from_pillar_and_pins_the_peers_host_key(render, pillar):
+    pillar["peer"] = {"transport": "ssh", "host": "192.0.2.12"}
+    pillar["formula"].update(ssh_private_key=PRIVATE_KEY, peer_host_key=HOST_KEY)
+
+    rendered = render("ssh", "FreeBSD")
+
+    _, identity = args(rendered, "proxysql_ha_identity")
+    _, known = args(rendered, "proxysql_ha_known_host")
+    assert (identity["name"], identity["mode"], identity["contents_pillar"]) == (
+        "/usr/local/etc/proxysql-ha/id_ed25519", "0600", "proxysql_ha:formula:ssh_private_key")
+    assert (known["name"], known["enc"], known["key"]) == ("192.0.2.12", "ssh-ed25519", HOST_KEY.split()[1])
+    assert "PRIVATE KEY" not in repr(rendered)
+
+
+@pytest.mark.parametrize("peer", [{}, {"transport": "ssh", "host": "192.0.2.12"}], ids=["local", "ssh"])
+def test_ssh_renders_nothing_without_keys(render, pillar, peer):
+    pillar["peer"].update(peer)
+
+    assert render("ssh") == {}
+
+
+# ---- the minion: engine and schedule -----------------------------------------------------------
+
+
+def test_minion_conf_runs_the_engine_on_the_live_db_without_a_restart_when_told_not_to(render):
+    rendered = render("minion")
+
+    function, conf = args(rendered, "proxysql_ha_engine_conf")
+    assert (function, conf["name"]) == ("file.managed", "/etc/salt/minion.d/proxysql_ha.conf")
+    assert yaml.safe_load(conf["contents"]) == {"engines": [{"proxysql_ha": {
+        "db": "/var/lib/proxysql/proxysql.db", "job": "proxysql_ha_ship", "interval": 0.25}}]}
+    assert list(rendered) == ["proxysql_ha_engine_conf"]
+
+
+def test_minion_restart_runs_in_the_background_only_when_the_engine_conf_changed(render, pillar):
+    pillar["formula"]["restart_minion"] = True
+
+    function, restart = args(render("minion"), "proxysql_ha_restart_minion")
+
+    assert function == "cmd.run"
+    assert (restart["bg"], restart["onchanges"]) == (True, [{"file": "proxysql_ha_engine_conf"}])
+
+
+def test_schedule_declares_every_job_with_the_arguments_of_proxysql_ha_jobs(render, pillar):
+    expected = jobs(proxysql_ha_config.build(pillar, "Debian", "proxysql-a"))
+
+    rendered = render("schedule")
+
+    assert {state_id: args(rendered, state_id) for state_id in rendered} == {
+        name: ("schedule.present", job) for name, job in expected.items()}
