@@ -24,6 +24,8 @@ import pwd
 import shutil
 import sqlite3
 import subprocess
+import tempfile
+import threading
 import time
 
 import salt.utils.event
@@ -245,9 +247,9 @@ def _wait_for(conf, running):
         time.sleep(0.1)
 
 
-def _start(conf):
-    """Start ProxySQL unless it runs; True when it was started now."""
-    if _running(conf):
+def _start(conf, running=None):
+    """Start ProxySQL unless it runs (``running``: already known); True when started now."""
+    if running if running is not None else _running(conf):
         return False
     _service(conf, "start")
     _wait_for(conf, True)
@@ -514,7 +516,8 @@ def ship(backup=True):
             else None
         report.update(_ship_newest(conf, fresh))
         if fresh:
-            report["purged"] = _purge_dir(conf, conf["backup_dir"], test=False)["deleted"]
+            report["purged"] = _purge_dir(conf, conf["backup_dir"], test=False,
+                                          known_valid=fresh)["deleted"]
         return report
 
 
@@ -638,28 +641,56 @@ def _ship_ssh(conf, base):
     argv = _ssh_argv(conf)
     manifest = _u("proxysql_ha_store.read_manifest")(
         os.path.join(conf["backup_dir"], base + ".json"))
-    with open(os.path.join(conf["backup_dir"], base + ".db"), "rb") as handle:
-        data = handle.read()
-    header = {"version": 1, "name": base, "size": len(data), "sha256": manifest["sha256"],
+    header = {"version": 1, "name": base, "size": manifest["size"], "sha256": manifest["sha256"],
               "manifest": manifest}
-    payload = _u("proxysql_ha_store.json_line")(header) + data
-    try:
-        out = subprocess.run(argv, input=payload, capture_output=True,
-                             timeout=conf["peer"]["timeout"], check=False)
-    except subprocess.TimeoutExpired as exc:
+    with open(os.path.join(conf["backup_dir"], base + ".db"), "rb") as data:
+        returncode, reply, error = _stream(argv, _u("proxysql_ha_store.json_line")(header), data,
+                                           conf["peer"]["timeout"])
+    if returncode is None:
         raise CommandExecutionError(
             f"shipping {base} to {conf['peer']['host']} took more than "
             f"{conf['peer']['timeout']} s and was stopped"
-        ) from exc
-    except OSError as exc:
-        raise CommandExecutionError(f"cannot run ssh: {exc}") from exc
-    reply = out.stdout.decode("utf-8", "replace").strip()
-    if out.returncode != 0 or reply != f"OK {base}":
-        error = out.stderr.decode("utf-8", "replace").strip() or reply or "no answer"
-        raise CommandExecutionError(
-            f"shipping {base} to {conf['peer']['host']} failed (ssh exit {out.returncode}): "
-            f"{error[-500:]}"
         )
+    if returncode != 0 or reply != f"OK {base}":
+        raise CommandExecutionError(
+            f"shipping {base} to {conf['peer']['host']} failed (ssh exit {returncode}): "
+            f"{(error or reply or 'no answer')[-500:]}"
+        )
+
+
+def _stream(argv, header, data, timeout):
+    """
+    Run ``argv`` with ``header`` and then the file ``data`` on its standard
+    input, fed in 1 MiB writes by a thread, for at most ``timeout`` seconds.
+    Returns ``(exit code or None on time-out, stdout, stderr)``.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=err)
+        except OSError as exc:
+            raise CommandExecutionError(f"cannot run {argv[0]}: {exc}") from exc
+        feeder = threading.Thread(target=_feed, args=(proc.stdin, header, data), daemon=True)
+        feeder.start()
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            returncode = None
+        feeder.join(timeout=5)
+        out.seek(0)
+        err.seek(0)
+        return (returncode, out.read(4096).decode("utf-8", "replace").strip(),
+                err.read(65536).decode("utf-8", "replace").strip())
+
+
+def _feed(pipe, header, data):
+    try:
+        pipe.write(header)
+        shutil.copyfileobj(data, pipe, 1 << 20)
+        pipe.close()
+    except OSError:  # the other end went away; its exit code says why
+        pass
 
 
 # ---- purge, list, verify ------------------------------------------------------------
@@ -691,15 +722,19 @@ def purge(test=False):
         }
 
 
-def _purge_dir(conf, directory, test):
+def _purge_dir(conf, directory, test, known_valid=None):
+    """Purge one directory; ``known_valid`` is a backup just checked (not judged again)."""
     store = "proxysql_ha_store."
     found = _u(store + "scan")(directory)
     now = time.time()
-    expected = _expected_schema(conf)
     complete = [b for b, f in found["backups"].items() if f["db"] and f["json"]]
     ordered = _u(store + "newest_first")(complete)
-    protect = next((b for b in ordered
-                    if _judge(directory, b, found["backups"][b], expected, now)["valid"]), None)
+    if ordered and ordered[0] == known_valid:
+        protect = known_valid
+    else:
+        expected = _expected_schema(conf)
+        protect = next((b for b in ordered
+                        if _judge(directory, b, found["backups"][b], expected, now)["valid"]), None)
     ages = {b: now - _u(store + "stamp_ts")(b) for b in found["backups"]}
     retention = conf["retention"]
     doomed = [os.path.join(directory, b + ext)
@@ -807,6 +842,7 @@ def restore(name=None, test=False, start=True):
 def _restore(conf, name=None, test=False, start=True, min_generation=0):
     begin = time.monotonic()
     chosen, rejected = _choose(conf, name=name, min_generation=min_generation)
+    steps = {"choose": _ms(begin)}
     report = {"restored": False, "chosen": chosen and chosen["name"], "rejected": rejected}
     if test:
         report.update(test=True, running=_running(conf))
@@ -825,7 +861,6 @@ def _restore(conf, name=None, test=False, start=True, min_generation=0):
         report["ms"] = _ms(begin)
         return report
     owner = _owner(conf)
-    steps = {}
     mark = time.monotonic()
     report["stopped"] = _stop(conf)
     steps["stop"] = _ms(mark)
@@ -840,7 +875,7 @@ def _restore(conf, name=None, test=False, start=True, min_generation=0):
         ) from exc
     steps["install"] = _ms(mark)
     mark = time.monotonic()
-    report["started"] = _start(conf) if start else False
+    report["started"] = _start(conf, running=False) if start else False
     steps["start"] = _ms(mark)
     report.update(restored=True, generation=chosen["generation"], steps_ms=steps,
                   ms=_ms(begin), comment=f"restored {chosen['name']}")
@@ -876,7 +911,7 @@ def _install(conf, chosen, owner):
     try:
         _u("proxysql_ha_sqlite.copy_for_restore")(
             os.path.join(chosen["dir"], chosen["name"] + ".db"), tmp, node_uuid)
-        facts = _u("proxysql_ha_sqlite.describe_file")(tmp, "quick_check")
+        digest = _u("proxysql_ha_sqlite.content_digest")(tmp)
         if os.geteuid() == 0:
             os.chown(tmp, *owner)
         os.chmod(tmp, 0o600)
@@ -892,7 +927,7 @@ def _install(conf, chosen, owner):
         _u(store + "remove_quietly")(tmp)
     _save_state(conf, LIVE_STATE, {
         "name": chosen["name"], "generation": chosen["generation"],
-        "content_sha256": facts["content_sha256"],
+        "content_sha256": digest,
         "source": _u("proxysql_ha_sqlite.source_state")(live),
     })
     _prune_pre_restore(conf)

@@ -3,7 +3,7 @@
 Each node has its own directories under the test's ``tmp_path`` (``tests.support.node``), its own
 ProxySQL stand-in, and its own ``proxysql_ha`` pillar. A ships into B's inbox and B into A's.
 The role comes from the pillar's ``vip`` on ``lo``: ``127.0.0.1`` is there (MASTER),
-``127.0.0.77`` is not (BACKUP). ``Pair.fail_over`` swaps the two.
+``127.0.0.66`` is not (BACKUP). ``Pair.fail_over`` swaps the two.
 
 A Salt loader takes about two seconds to build, so each node's loader is built once per session
 (its minion configuration and ``root_dir`` under pytest's temporary directory); a test's first
@@ -25,7 +25,7 @@ from tests.support.node import Node
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MASTER_VIP = "127.0.0.1"  # on lo: the node is MASTER
-BACKUP_VIP = "127.0.0.77"  # not on lo: the node is BACKUP
+BACKUP_VIP = "127.0.0.66"  # not on lo: the node is BACKUP (integration tests move 127.0.0.77)
 # A short quiet window keeps the suite fast; the timeouts stay far above what an operation needs.
 FAST = {"settle": 0.1, "settle_timeout": 2.0, "lock_timeout": 5.0}
 # The nodes, and the users of each one's own configuration (they differ, so a restore shows).
