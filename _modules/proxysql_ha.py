@@ -1166,8 +1166,11 @@ def jobs():
         wanted = {}
     sched = conf["schedule"]
 
+    # jid_include False: Salt 3008's maxrunning check leaves a refused job's
+    # run flag False, and every later run_job request (the hook's, the engine's)
+    # is then dropped silently. Overlapping runs are safe: each waits for the lock.
     def job(function, interval, name=None):
-        return {"function": function, "seconds": sched[interval], "maxrunning": 1,
+        return {"function": function, "seconds": sched[interval], "jid_include": False,
                 "return_job": False, "enabled": wanted.get(name, True)}
 
     return {

@@ -3,7 +3,6 @@ installed as a package that Salt's loader finds through the ``salt.loader`` entr
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,27 +10,15 @@ from pathlib import Path
 import pytest
 from saltfactories.utils import random_string
 
-from tests.integration.conftest import MASTER_VIP, REPO
+from tests.integration.conftest import MASTER_VIP
 
 UTILS = ("proxysql_ha_carp", "proxysql_ha_config", "proxysql_ha_sqlite", "proxysql_ha_store")
-# What a clean checkout lacks: the virtualenv alone (15 000 files) makes every file list the
-# master builds for sync_all take seconds.
-NOT_CHECKED_OUT = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info",
-                                         "__pycache__", ".pytest_cache")
 
 
 def role_pillar(tmp_dir):
     """A ``proxysql_ha`` dict complete enough for ``role``: MASTER on ``lo``."""
     return {"vhid": 1, "interface": "lo", "vip": MASTER_VIP,
             "peer": {"transport": "local", "path": str(tmp_dir)}}
-
-
-@pytest.fixture(scope="module")
-def checkout(tmp_path_factory):
-    """A clean copy of the repository (a wheel build also writes into its source)."""
-    path = tmp_path_factory.mktemp("checkout") / "proxysql-ha"
-    shutil.copytree(REPO, path, ignore=NOT_CHECKED_OUT)
-    return path
 
 
 # ---- saltutil.sync_all from the master's file_roots ---------------------------------

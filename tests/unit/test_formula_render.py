@@ -57,7 +57,7 @@ def jobs(conf):
     sched = conf["schedule"]
     plan = (("ship", "proxysql_ha.ship", True), ("purge", "proxysql_ha.purge", False),
             ("reconcile", "proxysql_ha.reconcile", True), ("check", "proxysql_ha.check", True))
-    return {sched[f"{kind}_job"]: {"function": function, "seconds": sched[f"{kind}_interval"], "maxrunning": 1,
+    return {sched[f"{kind}_job"]: {"function": function, "seconds": sched[f"{kind}_interval"], "jid_include": False,
                                    "return_job": False, "enabled": enabled}
             for kind, function, enabled in plan}
 
