@@ -1,41 +1,37 @@
 #!/usr/bin/env python3
 """
-`make demo`: a single-node walkthrough of proxysql-ha, through real `salt-call`.
+`make demo`: a real CARP failover of a proxysql-ha pair, end to end, with a timeline in ms.
 
-Two nodes live side by side in a temporary directory, each a masterless minion
-with its own config: node A is MASTER (its VIP is 127.0.0.1 on lo), node B is
-BACKUP (its VIP, 127.0.0.77, is absent). ProxySQL is played by the stand-in in
-tests/support (it is not ProxySQL). A ships to B through the `local` transport.
+The two-host lab (lab/): hosts A and B are network namespaces on a bridge, each running real
+ucarp (its up/down scripts are the project's hook), sshd (the peer's key may only run the
+receive command), a salt-minion, and a ProxySQL stand-in (tests/support; it is not ProxySQL).
+One salt-master with the project's reactor. Root is needed; nothing leaves the machine.
 
-The walk: A backs up and ships; a saved change makes a second generation; the
-newest copy in B's inbox is corrupted; B is promoted and restores the newest
-*valid* backup, saying why it rejected the other one. Nothing leaves this
-machine; everything is removed at the end.
+The story: A is MASTER and ships; a change saved on A reaches B; A dies; B becomes MASTER,
+restores and starts ProxySQL (each step timed) with A's last saved configuration, row for
+row; A returns as BACKUP and shipping reverses; a planned switchover moves the VIP back to A,
+which restores B's latest change. Everything is torn down at the end
+(PROXYSQL_HA_LAB_KEEP=1 keeps the lab's directory: configs, daemon logs, recorded events).
 """
 
-import getpass
-import grp
-import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.support import proxysql_db  # noqa: E402  pylint: disable=wrong-import-position
+# pylint: disable=wrong-import-position
+from lab import Lab, LabUnavailable  # noqa: E402
+from lab.netns import require  # noqa: E402
+from lab.hosts import generation, newest_after  # noqa: E402
 
-SALT_CALL = Path(sys.executable).with_name("salt-call")
-STANDIN = REPO / "tests" / "support" / "proxysql_standin.py"
-T0 = time.monotonic()
-
-
-def say(text):
-    print(f"[{(time.monotonic() - T0) * 1000:8.0f} ms] {text}", flush=True)
+ARRIVAL_SECONDS = 30
+FAILOVER_SECONDS = 40
+MAIN_TABLES = ("mysql_servers", "mysql_replication_hostgroups", "mysql_users",
+               "mysql_query_rules", "global_variables", "proxysql_servers")
 
 
 def schema_file():
@@ -49,139 +45,246 @@ def schema_file():
     )
 
 
-def node_config(root, name, vip, peer_inbox, schema):
-    base = root / name
-    for sub in ("data", "outgoing", "incoming", "state", "salt"):
-        (base / sub).mkdir(parents=True, exist_ok=True)
-    data = base / "data"
-    standin = [sys.executable, str(STANDIN)]
-    where = ["--datadir", str(data), "--schema", str(schema)]
-    return {
-        "id": name,
-        "file_client": "local",
-        "root_dir": str(base / "salt"),
-        "module_dirs": [str(REPO / "_modules")],
-        "utils_dirs": [str(REPO / "_utils")],
-        "log_level": "quiet",
-        "proxysql_ha": {
-            "vhid": 9,
-            "interface": "lo",
-            "role_source": "vip",
-            "vip": vip,
-            "datadir": str(data),
-            "user": getpass.getuser(),
-            "group": grp.getgrgid(os.getgid()).gr_name,
-            "backup_dir": str(base / "outgoing"),
-            "inbox_dir": str(base / "incoming"),
-            "state_dir": str(base / "state"),
-            "settle": 0.2,
-            "commands": {
-                "start": standin + ["start"] + where,
-                "stop": standin + ["stop"] + where,
-                "status": standin + ["status"] + where,
-            },
-            "peer": {"transport": "local", "path": str(peer_inbox)},
-        },
-    }
+def chapter(title):
+    print(f"\n== {title}", flush=True)
 
 
-def write_config(root, conf):
-    confdir = root / conf["id"] / "etc"
-    confdir.mkdir(parents=True, exist_ok=True)
-    (confdir / "minion").write_text(json.dumps(conf, indent=1))
-    return confdir
+def show(text):
+    print(f"{'':14}{text}", flush=True)
 
 
-def salt_call(confdir, function, *args):
-    argv = [str(SALT_CALL), "--local", "-c", str(confdir), "--out=json", function, *args]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-    try:
-        return json.loads(out.stdout)["local"], out.returncode
-    except (ValueError, KeyError):
-        sys.exit(f"demo: {function} failed:\n{out.stdout}\n{out.stderr}")
+# ---- reading what happened --------------------------------------------------------------
 
 
-def show(label, value):
-    print(f"{'':13}{label}: {value}")
+def first(events, since, test=lambda data: True):
+    """The first recorded event at or after ``since`` whose data passes ``test``, or None."""
+    return next((e for e in events if e["t"] >= since and test(e["data"])), None)
+
+
+def restored(data):
+    return bool((data.get("restore") or {}).get("restored"))
+
+
+def stepped(host, since, direction):
+    """Epoch time of the first ucarp ``up``/``down`` script run on ``host`` after ``since``."""
+    return next((t for t, d in host.transitions() if t >= since and d == direction), None)
+
+
+def route(lab, host, since):
+    """Which path ran the promote that restored: the master's reactor or the minion's own job."""
+    ret = first(lab.master_events("salt/job/"), since,
+                lambda d: d.get("fun") == "proxysql_ha.promote" and d.get("id") == host.minion_id
+                and restored(d.get("return") or {}))
+    return "the master's reactor" if ret else "the minion's reconcile job (hook -> run_job)"
+
+
+def wait_for_arrival(lab, host, since_generation):
+    """Wait for a newer complete backup in ``host``'s inbox; return its name and arrival time."""
+    name = lab.wait_until(lambda: newest_after(host, since_generation), ARRIVAL_SECONDS,
+                          f"a new backup in {host.minion_id}'s inbox", interval=0.02)
+    return name, time.time()
+
+
+def newest_generation(host):
+    names = host.backups("inbox")
+    return generation(names[-1]) if names else 0
+
+
+# ---- the story --------------------------------------------------------------------------
+
+
+def a_ships(lab, a, b):
+    chapter("1. A is MASTER and ships its configuration to B")
+    config = a.config()
+    lab.say(f"A: ProxySQL configuration (ProxySQL's real schema): "
+            f"{len(config['mysql_replication_hostgroups'])} replication hostgroup pairs, "
+            f"{len(config['mysql_servers'])} servers, {len(config['mysql_users'])} users, "
+            f"{len(config['mysql_query_rules'])} query rules")
+    name, _ = wait_for_arrival(lab, b, 0)
+    lab.say(f"B: {name} arrived in B's inbox (A's ship job, enabled by promote; "
+            "ssh to B's restricted receive command)")
+    status, _ = a.salt_call("proxysql_ha.status")
+    ship = status.get("last_ship") or {}
+    lab.say(f"A: salt-call proxysql_ha.status -> role {status['role']}, ProxySQL running "
+            f"{status['proxysql_running']}, last ship ok {ship.get('ok')} to {ship.get('target')}, "
+            f"problems: {[p['kind'] for p in status['problems']] or 'none'}")
+
+
+def change_reaches_peer(lab, source, target, label):
+    """Save a new MySQL user on ``source``; return the saved configuration once ``target`` has it."""
+    before = newest_generation(target)
+    saved_at = time.time()
+    saved = source.save_change()
+    user = saved["mysql_users"][-1][0]
+    lab.say(f"{label}: SAVE MYSQL USERS TO DISK: user {user} added "
+            "(DELETE and INSERT committed separately, as ProxySQL does)", at=saved_at)
+    name, arrived = wait_for_arrival(lab, target, before)
+    noticed = first(source.events("manage_schedule"), saved_at,
+                    lambda d: d.get("func") == "run_job" and d.get("name") == "proxysql_ha_ship")
+    if noticed:
+        lab.say(f"{label}: the engine noticed the write and ran the ship job "
+                f"(+{(noticed['t'] - saved_at) * 1000:.0f} ms)", at=noticed["t"])
+    lab.say(f"{target.name.upper()}: generation {generation(name)} from {source.minion_id} arrived "
+            f"{(arrived - saved_at) * 1000:.0f} ms after the save", at=arrived)
+    return saved
+
+
+def a_dies(lab, a, b):
+    chapter("3. A dies: its link goes down, its ucarp and salt-minion are killed")
+    died = time.time()
+    a.kill()
+    lab.say("A: link down, ucarp and salt-minion killed (SIGKILL: no down-script runs)", at=died)
+    lab.wait_until(lambda: b.role() == "MASTER" and b.proxysql_running()
+                   and first(b.events("proxysql_ha/promoted"), died, restored),
+                   FAILOVER_SECONDS, "B to become MASTER and restore")
+    return takeover(lab, b, died, "A died")
+
+
+def takeover(lab, host, since, cause):
+    """Narrate ``host``'s promotion after ``since``, step by step; return ProxySQL's start time."""
+    who = host.name.upper()
+    up = stepped(host, since, "up")
+    hook = first(host.events("proxysql_ha/carp/MASTER"), since)
+    promoted = first(host.events("proxysql_ha/promoted"), since, restored)
+    report = promoted["data"]
+    running = host.loaded()["started"]
+    started = promoted["t"] - report["ms"] / 1000
+    restore = report["restore"]
+    steps = restore.get("steps_ms", {})
+    lab.say(f"{who}: ucarp MASTER, up-script ran: VIP {lab.vip} added "
+            f"({(up - since) * 1000:.0f} ms after {cause})", at=up)
+    lab.say(f"{who}: the hook's events are on the minion's bus: reconcile job asked, "
+            f"proxysql_ha/carp/MASTER (+{(hook['t'] - up) * 1000:.0f} ms)", at=hook["t"])
+    lab.say(f"{who}: promote starts, through {route(lab, host, since)} "
+            f"(+{(started - hook['t']) * 1000:.0f} ms)", at=started)
+    lab.say(f"{who}: restored {restore['chosen']} in {restore['ms']:.0f} ms (stop step "
+            f"{steps.get('stop', 0):.0f} ms, verified copy installed {steps.get('install', 0):.0f} "
+            f"ms); ProxySQL (stand-in) started on it", at=running)
+    lab.say(f"{who}: promote done in {report['ms']:.0f} ms: ship job enabled, purge job disabled",
+            at=promoted["t"])
+    show(f"{cause} -> ProxySQL running on {who}: {(running - since) * 1000:.0f} ms "
+         f"(ucarp's detection {(up - since) * 1000:.0f} ms; up-script -> ProxySQL running "
+         f"{(running - up) * 1000:.0f} ms)")
+    return running
+
+
+def compare(lab, host, want, source):
+    """Print ``host``'s live configuration against ``want`` table by table; True when equal."""
+    got = host.config()
+    loaded = host.loaded()["config"]
+    tables = sorted(set(got) | set(want))
+    equal = [t for t in tables if t == "global_settings" or got.get(t) == want.get(t)]
+    show(f"{'table':32}{source + ' saved':>14}{host.name.upper() + ' loaded':>12}")
+    for table in MAIN_TABLES:
+        verdict = "equal" if table in equal else "DIFFERENT"
+        show(f"{table:32}{len(want.get(table, [])):>14}{loaded.get(table, 0):>12}   {verdict}")
+    others = [t for t in tables if t not in MAIN_TABLES and t != "global_settings"]
+    show(f"{len(others)} other tables: {'equal' if set(others) <= set(equal) else 'DIFFERENT'} "
+         f"({sum(len(want.get(t, [])) for t in others)} rows)")
+    own = "kept its own" if got["global_settings"] != want["global_settings"] else "TOOK THE PEER'S"
+    show(f"global_settings: {host.name.upper()} {own} ProxySQL Cluster uuid")
+    same = len(equal) == len(tables)
+    rows = sum(len(want.get(t, [])) for t in tables if t != "global_settings")
+    lab.say(f"{host.name.upper()}: configuration equals {source}'s last saved one, row for row "
+            f"({rows} rows in {len(tables) - 1} tables): {same}")
+    return same
+
+
+def a_returns(lab, a, b):
+    chapter("4. A returns as BACKUP; shipping reverses")
+    back = time.time()
+    a.revive()
+    lab.say("A: back as after a reboot (no VIP), link up, salt-minion connected, ucarp started",
+            at=back)
+    demoted = lab.wait_until(lambda: first(a.events("proxysql_ha/demoted"), back,
+                                            lambda d: d.get("stopped")),
+                             FAILOVER_SECONDS, "A's demote to stop ProxySQL")
+    down = stepped(a, back, "down")
+    lab.say("A: ucarp BACKUP, down-script ran (B is MASTER: A does not preempt)", at=down)
+    say_demoted(lab, a, demoted)
+    return change_reaches_peer(lab, b, a, "B")
+
+
+def say_demoted(lab, host, demoted):
+    lab.say(f"{host.name.upper()}: demote done in {demoted['data']['ms']:.0f} ms: ProxySQL "
+            "stopped, ship job disabled, purge job enabled", at=demoted["t"])
+
+
+def switch_back(lab, a, b, want):
+    chapter("5. Planned switchover: the VIP moves back to A")
+    asked = time.time()
+    b.step_down()
+    lab.say("B: ucarp told to give up MASTER (SIGUSR2: BACKUP, 3 s pause, then listens)",
+            at=asked)
+    lab.wait_until(lambda: a.role() == "MASTER" and a.proxysql_running()
+                   and first(a.events("proxysql_ha/promoted"), asked, restored),
+                   FAILOVER_SECONDS, "A to become MASTER and restore")
+    demoted = lab.wait_until(lambda: first(b.events("proxysql_ha/demoted"), asked,
+                                            lambda d: d.get("stopped")),
+                             FAILOVER_SECONDS, "B's demote to stop ProxySQL")
+    lab.say("B: ucarp BACKUP, down-script ran: VIP removed", at=stepped(b, asked, "down"))
+    say_demoted(lab, b, demoted)
+    takeover(lab, a, asked, "the switchover began")
+    return compare(lab, a, want, "B")
+
+
+def final_status(lab):
+    chapter("6. Both nodes, as Salt sees them")
+    status = lab.salt(["node-a", "node-b"], "proxysql_ha.status")
+    for minion in sorted(status):
+        report = status[minion]
+        lab.say(f"{minion}: role {report['role']}, ProxySQL running {report['proxysql_running']}, "
+                f"newest received {(report.get('newest_valid_received') or {}).get('name')}, "
+                f"problems: {[p['kind'] for p in report['problems']] or 'none'}")
+
+
+def leftovers(prefix, directory):
+    """Namespaces and processes of this run still there after teardown."""
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                                timeout=10, check=False).stdout
+    ours = [line.split()[0] for line in namespaces.splitlines() if line.startswith(prefix)]
+    processes = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if str(directory).encode() in (proc / "cmdline").read_bytes():
+                processes.append(int(proc.name))
+        except OSError:
+            continue
+    return ours, processes
 
 
 def main():
     schema = schema_file()
-    statements = proxysql_db.read_schema(schema)
-    root = Path(tempfile.mkdtemp(prefix="proxysql-ha-demo-"))
-    nodes = {}
     try:
-        say(f"lab in {root}: node A (MASTER, VIP 127.0.0.1 on lo), node B (BACKUP)")
-        a = node_config(root, "node-a", "127.0.0.1", root / "node-b" / "incoming", schema)
-        b = node_config(root, "node-b", "127.0.0.77", root / "node-a" / "incoming", schema)
-        nodes = {"A": write_config(root, a), "B": write_config(root, b)}
-        a_db = Path(a["proxysql_ha"]["datadir"]) / "proxysql.db"
-        proxysql_db.build_db(a_db, statements, users=50, rules=20, servers=4, hostgroups=2)
-        proxysql_db.build_db(Path(b["proxysql_ha"]["datadir"]) / "proxysql.db", statements,
-                             users=0, rules=0, servers=0, hostgroups=0)
-        subprocess.run(a["proxysql_ha"]["commands"]["start"], check=True, timeout=30)
-        say("A: ProxySQL configuration built (50 users, 20 query rules, 4 servers); "
-            "ProxySQL (stand-in) started on it")
-        ret, _ = salt_call(nodes["A"], "proxysql_ha.role")
-        say(f"A: salt-call proxysql_ha.role -> {ret}")
-        ret, _ = salt_call(nodes["B"], "proxysql_ha.role")
-        say(f"B: salt-call proxysql_ha.role -> {ret}")
-
-        ret, _ = salt_call(nodes["A"], "proxysql_ha.ship")
-        say(f"A: salt-call proxysql_ha.ship -> backup {ret['backup']['result']} "
-            f"(generation {ret['backup'].get('generation')}, {ret['backup']['ms']} ms), "
-            f"shipped: {ret['shipped']}")
-        ret, _ = salt_call(nodes["A"], "proxysql_ha.ship")
-        say(f"A: ship again, nothing changed -> backup {ret['backup']['result']} "
-            f"in {ret['backup']['ms']} ms; {ret.get('comment')}")
-
-        users = proxysql_db.dump_config(a_db)["mysql_users"]
-        changed = [users[0][:1] + ("*" + "A" * 40,) + users[0][2:]] + users[1:]
-        proxysql_db.save_table(a_db, "mysql_users", changed)
-        say("A: an operator runs SAVE MYSQL USERS TO DISK (DELETE, then INSERT)")
-        ret, _ = salt_call(nodes["A"], "proxysql_ha.ship")
-        say(f"A: ship -> backup {ret['backup']['result']} (generation "
-            f"{ret['backup'].get('generation')}), shipped {ret.get('name')}")
-
-        inbox = Path(b["proxysql_ha"]["inbox_dir"])
-        newest = sorted(inbox.glob("*.db"))[-1]
-        with open(newest, "r+b") as handle:
-            handle.seek(newest.stat().st_size // 2)
-            handle.write(b"\xde\xad\xbe\xef" * 64)
-        say(f"B: corrupting the newest received copy, {newest.name}")
-
-        ret, _ = salt_call(nodes["B"], "proxysql_ha.verify")
-        for verdict in ret["backups"]:
-            show(verdict["name"], "valid" if verdict["valid"] else f"INVALID: {verdict['reason']}")
-
-        b["proxysql_ha"]["vip"], a["proxysql_ha"]["vip"] = "127.0.0.1", "127.0.0.77"
-        write_config(root, a)
-        write_config(root, b)
-        say("CARP moves the VIP: B is now MASTER, A is BACKUP")
-        ret, _ = salt_call(nodes["A"], "proxysql_ha.demote")
-        say(f"A: salt-call proxysql_ha.demote -> ProxySQL stopped: {ret['stopped']}")
-        ret, code = salt_call(nodes["B"], "proxysql_ha.promote")
-        restore = ret["restore"]
-        say(f"B: salt-call proxysql_ha.promote -> restored {restore['chosen']} "
-            f"in {restore['ms']} ms; ProxySQL started: {ret['started']} (exit {code})")
-        for rejected in restore["rejected"]:
-            show("rejected", f"{rejected['name']}: {rejected['reason']}")
-        b_db = Path(b["proxysql_ha"]["datadir"]) / "proxysql.db"
-        got = proxysql_db.dump_config(b_db)
-        first = next(Path(a["proxysql_ha"]["backup_dir"]).glob("*g0000000001*.db"))
-        want = proxysql_db.dump_config(first)
-        same = all(got[t] == want[t] for t in want if t != "global_settings")
-        say(f"B: configuration equals generation 1 row for row (uuid aside): {same}; "
-            f"B kept its own uuid: {got['global_settings'] != want['global_settings']}")
-        ret, code = salt_call(nodes["B"], "proxysql_ha.status")
-        say(f"B: status -> role {ret['role']}, ProxySQL running {ret['proxysql_running']}, "
-            f"problems: {[p['kind'] for p in ret['problems']] or 'none'}")
-        say("done")
-    finally:
-        for node in nodes.values():
-            conf = json.loads((node / "minion").read_text())["proxysql_ha"]
-            subprocess.run(conf["commands"]["stop"], capture_output=True, timeout=30, check=False)
-        shutil.rmtree(root, ignore_errors=True)
+        require()
+    except LabUnavailable as exc:
+        sys.exit(f"demo: {exc}")
+    began = time.monotonic()
+    print("proxysql-ha two-host lab: real ucarp, sshd, salt-master and minions in network "
+          "namespaces;\nProxySQL is played by a stand-in (tests/support/proxysql_standin.py). "
+          "[ms] since the lab began.\n")
+    try:
+        with Lab(schema, keep_dir=bool(os.environ.get("PROXYSQL_HA_LAB_KEEP"))) as lab:
+            a, b = lab.host("a"), lab.host("b")
+            a_ships(lab, a, b)
+            chapter("2. A configuration change saved on A reaches B")
+            last_a = change_reaches_peer(lab, a, b, "A")
+            a_dies(lab, a, b)
+            ok = compare(lab, b, last_a, "A")
+            last_b = a_returns(lab, a, b)
+            ok = switch_back(lab, a, b, last_b) and ok
+            final_status(lab)
+            prefix, directory = lab.prefix, lab.dir
+    except LabUnavailable as exc:
+        sys.exit(f"demo: {exc}")
+    except KeyboardInterrupt:
+        sys.exit("\ndemo: interrupted; the lab was torn down")
+    namespaces, processes = leftovers(prefix, directory)
+    chapter("Torn down")
+    print(f"namespaces {prefix}* left: {namespaces or 'none'}; processes left: "
+          f"{processes or 'none'}; total {time.monotonic() - began:.1f} s")
+    if not ok or namespaces or processes:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
-"""A real OpenSSH ``sshd`` on 127.0.0.1, for tests and the lab: one instance per directory.
+"""A real OpenSSH ``sshd``, for tests and the lab: one instance per directory.
 
 ``Sshd(directory)`` writes its own ed25519 host key, ``sshd_config`` and ``authorized_keys``
 into ``directory`` and runs ``sshd -D -e -f sshd_config`` as a child process (not a daemon)
 on a free port of 127.0.0.1, logging to ``directory/sshd.log``. Only public-key logins for
 the keys given to :meth:`Sshd.authorize` are accepted. Root is needed (sshd's privilege
 separation); :func:`missing` says why an instance cannot run here.
+
+``Sshd(directory, host="198.18.0.12", port=22, prefix=["ip", "netns", "exec", "ns"])`` listens
+on another address, started through ``prefix`` (a network namespace, say): sshd is ready when
+its log says it listens, so readiness is seen from any namespace.
 
 ``StrictModes`` is off: the directory usually lies under the world-writable ``/tmp``, which
 sshd's ownership check of the authorized keys path would reject.
@@ -60,12 +64,18 @@ def restricted_key_line(public_key, command):
 
 
 class Sshd:
-    """One sshd on 127.0.0.1 with its files in ``directory``; its port survives restarts."""
+    """One sshd on ``host`` with its files in ``directory``; its port survives restarts.
 
-    def __init__(self, directory, port=None):
+    ``port`` defaults to a free port of ``host`` in this process's network namespace; give it
+    when sshd runs elsewhere (``prefix``: the argv its command line is appended to).
+    """
+
+    def __init__(self, directory, port=None, host="127.0.0.1", prefix=()):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
+        self.host = host
+        self.port = port or free_port(host)
+        self.prefix = list(prefix)
         self.host_key = self.directory / "ssh_host_ed25519_key"
         self.config = self.directory / "sshd_config"
         self.authorized_keys = self.directory / "authorized_keys"
@@ -78,7 +88,7 @@ class Sshd:
 
     def _config_text(self):
         settings = {
-            "ListenAddress": "127.0.0.1",
+            "ListenAddress": self.host,
             "Port": self.port,
             "HostKey": self.host_key,
             "PidFile": self.directory / "sshd.pid",
@@ -97,7 +107,8 @@ class Sshd:
     def known_hosts_line(self):
         """The ``known_hosts`` line that makes ssh trust this server's host key on its port."""
         key_type, key = self.host_public_key.split()[:2]
-        return f"[127.0.0.1]:{self.port} {key_type} {key}"
+        name = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+        return f"{name} {key_type} {key}"
 
     def authorize(self, public_key, command):
         """Let ``public_key`` log in, restricted to running ``command``."""
@@ -109,24 +120,24 @@ class Sshd:
         if self.process is not None:
             raise RuntimeError("sshd already started")
         PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
+        logged = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(  # pylint: disable=consider-using-with
-                [SSHD, "-D", "-e", "-f", str(self.config)],
+                self.prefix + [SSHD, "-D", "-e", "-f", str(self.config)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             )
         deadline = time.monotonic() + START_SECONDS
-        while not self._accepts():
+        while not self._listening(logged):
             if self.process.poll() is not None or time.monotonic() >= deadline:
                 self.stop()
-                raise RuntimeError(f"sshd did not start on port {self.port}: {self.log_text()}")
+                raise RuntimeError(f"sshd did not start on {self.host} port {self.port}: {self.log_text()}")
             time.sleep(0.05)
 
-    def _accepts(self):
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return True
-        except OSError:
-            return False
+    def _listening(self, offset):
+        """Whether sshd logged, after ``offset`` bytes of its log, that it listens (after listen(2))."""
+        with self.log.open("rb") as log:
+            log.seek(offset)
+            return f"Server listening on {self.host} port {self.port}.".encode() in log.read()
 
     def stop(self):
         """Stop sshd (sessions already open run on); does nothing when it is not running."""
@@ -157,5 +168,5 @@ class Sshd:
             "-i", str(identity_file),
             "-p", str(self.port),
             "-l", user,
-            "127.0.0.1", *command,
+            self.host, *command,
         ]

@@ -1,0 +1,314 @@
+"""One host of the pair: a network namespace running ucarp, sshd, a salt-minion and ProxySQL.
+
+ProxySQL is the stand-in of ``tests/support/proxysql_standin.py`` (it is not ProxySQL), one
+datadir per host. ucarp's up and down scripts are small wrappers that note the time and exec
+the project's hook (``proxysql_ha/files/proxysql-ha-event``) in its ucarp form; ucarp's
+environment names the host's ``hook.json``, whose ``minion_config`` is this host's minion.
+
+A host's files live in ``<lab dir>/<name>/``::
+
+    proxysql/  run/  ha/{outgoing,incoming,state}/    ProxySQL's datadir, pid file, the backups
+    salt/      the minion's root_dir (etc/minion, minion.log, pki, cache, sock)
+    ssh/       the shipping identity and known_hosts; sshd/ the host's sshd
+    ucarp/     password file, up/down wrappers, ucarp.log, transitions.log
+    hook.json  events.jsonl (the minion's bus, recorded)
+"""
+
+import json
+import signal
+import sys
+
+from saltext.proxysql_ha.utils.proxysql_ha_store import parse_name
+
+from lab import events, netns
+from lab import salt as labsalt
+from tests.support import proxysql_db, sshd
+from tests.support.node import Node
+
+VHID = 9
+ADVBASE = 1
+MINION_START_SECONDS = 60
+WRAPPER = """#!/bin/sh
+# ucarp {direction}-script of the lab: note the time, then run the project's hook (ucarp form).
+echo "$(date +%s.%N) {direction} $*" >> {log}
+exec {python} {hook} --ucarp-{direction} "$@"
+"""
+
+
+class Host:
+    """
+    Host ``name`` ("a" or "b") of the lab: minion id ``node-<name>``, namespace ``namespace``,
+    ``address`` on ``iface``, joined to the bridge by ``bridge_port`` in the lab's ``net_ns``.
+    """
+
+    def __init__(self, lab, name, address, advskew):
+        self.lab = lab
+        self.name = name
+        self.minion_id = f"node-{name}"
+        self.namespace = f"{lab.prefix}{name}"
+        self.address = address
+        self.advskew = advskew
+        self.iface = f"veth-{name}"
+        self.bridge_port = f"br-{name}"
+        self.root = lab.dir / name
+        self.node = Node(self.minion_id, self.root, lab.schema)
+        self.peer = None
+        self.minion_config = self.root / "salt" / "etc" / "minion"
+        self.minion_log = self.root / "salt" / "minion.log"
+        self._minion_log_offset = 0
+        self.identity = self.root / "ssh" / "id_ed25519"
+        self.public_key = None
+        self.known_hosts = self.root / "ssh" / "known_hosts"
+        self.transitions_log = self.root / "ucarp" / "transitions.log"
+        self.events_file = self.root / "events.jsonl"
+        self.sshd = None
+        self.ucarp = None
+        self.minion = None
+        self.recorder = None
+
+    # ---- building ---------------------------------------------------------------------
+
+    def wire(self):
+        """This host's namespace and its veth into the lab's bridge, with its address."""
+        netns.add(self.namespace)
+        netns.veth(self.namespace, self.iface, self.lab.net_ns, self.bridge_port)
+        netns.ip("link", "set", self.bridge_port, "master", "br0", namespace=self.lab.net_ns)
+        netns.link(self.lab.net_ns, self.bridge_port, "up")
+        netns.address(self.namespace, self.iface, f"{self.address}/24")
+        netns.link(self.namespace, self.iface, "up")
+
+    def prepare(self, database):
+        """Directories, ProxySQL's database (``build_db`` keywords), keys, sshd, hook, ucarp files."""
+        self.node.create()
+        for path in (self.node.inbox_dir, self.root / "ssh", self.root / "ucarp"):
+            path.mkdir(parents=True, mode=0o700)
+        proxysql_db.build_db(self.node.live_db, proxysql_db.read_schema(self.lab.schema),
+                             seed=ord(self.name), **database)
+        self.public_key = sshd.generate_key(self.identity, f"proxysql-ha@{self.minion_id}")
+        self.sshd = sshd.Sshd(self.root / "sshd", port=22, host=self.address,
+                              prefix=netns.exec_argv(self.namespace, []))
+        self._write_hook_files()
+
+    def trust(self, peer):
+        """Ship to ``peer``: our key may only run its receive command; we know its host key."""
+        self.peer = peer
+        receive = self.lab.file_root / "proxysql_ha" / "files" / "proxysql-ha-receive"
+        peer.sshd.authorize(self.public_key, f"{sys.executable} {receive} {peer.node.inbox_dir}")
+        self.known_hosts.write_text(peer.sshd.known_hosts_line() + "\n", encoding="utf-8")
+
+    def _write_hook_files(self):
+        hook = self.lab.file_root / "proxysql_ha" / "files" / "proxysql-ha-event"
+        (self.root / "hook.json").write_text(json.dumps({
+            "vhid": VHID, "interface": self.iface, "minion_config": str(self.minion_config),
+            "reconcile_job": "proxysql_ha_reconcile", "prefix": 32,
+            "ip_command": netns.which("ip"),
+        }, indent=1), encoding="utf-8")
+        for direction in ("up", "down"):
+            script = self.root / "ucarp" / direction
+            script.write_text(WRAPPER.format(direction=direction, log=self.transitions_log,
+                                             python=sys.executable, hook=hook), encoding="utf-8")
+            script.chmod(0o755)
+        password = self.root / "ucarp" / "password"
+        password.write_text("lab-carp-secret\n", encoding="utf-8")
+        password.chmod(0o600)
+
+    def pillar(self):
+        """This host's ``proxysql_ha`` pillar: role from the VIP, ssh shipping to the peer."""
+        commands = {verb: self.node.standin_argv(verb) for verb in ("start", "stop", "status")}
+        return {
+            "vhid": VHID,
+            "interface": self.iface,
+            "role_source": "vip",
+            "vip": self.lab.vip,
+            "node_id": self.minion_id,
+            "datadir": str(self.node.datadir),
+            "backup_dir": str(self.node.backup_dir),
+            "inbox_dir": str(self.node.inbox_dir),
+            "state_dir": str(self.node.state_dir),
+            "user": "root",
+            "group": "root",
+            "settle": 0.2,
+            "service": {"timeout": 15},
+            "commands": commands,
+            "peer": {"transport": "ssh", "host": self.peer.address, "port": 22, "user": "root",
+                     "identity_file": str(self.identity), "known_hosts": str(self.known_hosts),
+                     "connect_timeout": 2, "timeout": 20},
+            "formula": {"carp": "none", "restart_minion": False,
+                        "libexec_dir": str(self.root / "libexec"),
+                        "etc_dir": str(self.root / "etc-proxysql-ha")},
+        }
+
+    def write_minion_config(self):
+        engine = {"db": str(self.node.live_db), "job": "proxysql_ha_ship", "interval": 0.25}
+        labsalt.minion_config(self.root / "salt", self.minion_id, self.lab.master_address,
+                              self.lab.file_root, self.lab.pillar_root, engine)
+
+    # ---- daemons ----------------------------------------------------------------------
+
+    def start_sshd(self):
+        self.sshd.start()
+
+    def stop_sshd(self):
+        self.sshd.stop()
+
+    def start_minion(self, wait=True):
+        """Start salt-minion; with ``wait``, return once it is connected (see :meth:`wait_minion`)."""
+        self._minion_log_offset = labsalt.size(self.minion_log)
+        self.minion = netns.Process(self.namespace, labsalt.minion_argv(self.minion_config.parent),
+                                    self.root / "salt" / "minion.out").start()
+        if wait:
+            self.wait_minion()
+
+    def wait_minion(self):
+        """Wait until the minion started last says it is connected; then record its event bus."""
+        self.lab.wait_until(
+            lambda: labsalt.logged_since(self.minion_log, self._minion_log_offset,
+                                         labsalt.MINION_READY) or not self.minion.running(),
+            MINION_START_SECONDS, f"salt-minion {self.minion_id} to connect to its master")
+        if not self.minion.running():
+            raise RuntimeError(f"salt-minion {self.minion_id} exited; see {self.minion_log}")
+        self.recorder = events.start("minion", self.minion_config, self.events_file,
+                                     self.root / "recorder.log")
+
+    def stop_minion(self, seconds=15):
+        """Stop salt-minion with SIGTERM (it takes 5-10 s), SIGKILL after ``seconds``."""
+        self._stop_recorder()
+        if self.minion:
+            self.minion.stop(signal.SIGTERM, seconds)
+        netns.kill_matching(self.namespace, str(self.minion_config.parent))
+
+    def _stop_recorder(self):
+        if self.recorder:
+            self.recorder.stop(signal.SIGTERM, 2)
+
+    def start_ucarp(self):
+        """Start ucarp (vhid 9, advbase 1, this host's advskew) with the hook as its scripts."""
+        scripts = self.root / "ucarp"
+        argv = [netns.which("ucarp"), f"--interface={self.iface}", f"--srcip={self.address}",
+                f"--vhid={VHID}", f"--passfile={scripts / 'password'}", f"--addr={self.lab.vip}",
+                f"--advbase={ADVBASE}", f"--advskew={self.advskew}",
+                f"--upscript={scripts / 'up'}", f"--downscript={scripts / 'down'}", "--shutdown"]
+        self.ucarp = netns.Process(self.namespace, argv, scripts / "ucarp.log",
+                                   env={"PROXYSQL_HA_HOOK_CONF": str(self.root / "hook.json")})
+        self.ucarp.start()
+
+    def stop_ucarp(self):
+        """Stop ucarp gracefully: it runs its down-script (--shutdown) and exits."""
+        if self.ucarp:
+            self.ucarp.stop(signal.SIGTERM, 10)
+
+    def step_down(self):
+        """A planned switchover: ucarp (SIGUSR2) gives up MASTER, pauses 3 s, then listens again."""
+        self.ucarp.send(signal.SIGUSR2)
+
+    # ---- failures ---------------------------------------------------------------------
+
+    def kill(self):
+        """
+        The host dies: its link goes down, ucarp and salt-minion are killed (SIGKILL: no
+        down-script runs). ProxySQL and sshd are left as they were, cut off from the network.
+        """
+        netns.link(self.namespace, self.iface, "down")
+        if self.ucarp:
+            self.ucarp.kill()
+        self._stop_recorder()
+        if self.minion:
+            self.minion.kill()
+        netns.kill_matching(self.namespace, str(self.minion_config.parent))
+
+    def revive(self):
+        """
+        The host comes back as after a reboot: no VIP on its interface, link up, salt-minion
+        started (and connected), then ucarp, which starts as BACKUP and runs its down-script.
+        """
+        netns.address(self.namespace, self.iface, f"{self.lab.vip}/32", action="del", check=False)
+        netns.link(self.namespace, self.iface, "up")
+        self.start_minion()
+        self.start_ucarp()
+
+    def cut_link(self):
+        """Partition the host: its port leaves the bridge (its interface stays up, no carrier loss)."""
+        netns.ip("link", "set", self.bridge_port, "nomaster", namespace=self.lab.net_ns)
+
+    def restore_link(self):
+        netns.ip("link", "set", self.bridge_port, "master", "br0", namespace=self.lab.net_ns)
+
+    def stop_all(self):
+        """Teardown: everything of this host, at once."""
+        for process in (self.recorder, self.ucarp, self.minion):
+            if process:
+                process.kill()
+        if self.sshd:
+            self.sshd.stop()
+
+    # ---- looking at it ----------------------------------------------------------------
+
+    def role(self):
+        """MASTER when the VIP is on this host's interface (what the module reads), else BACKUP."""
+        return "MASTER" if self.lab.vip in netns.addresses(self.namespace, self.iface) else "BACKUP"
+
+    def proxysql_running(self):
+        return self.node.running()
+
+    def config(self):
+        """Every table of the live ``proxysql.db``: ``{table: [rows]}``."""
+        return proxysql_db.dump_config(self.node.live_db)
+
+    def loaded(self):
+        """What the stand-in reported it loaded at its last start (``standin-loaded.json``)."""
+        path = self.node.datadir / "standin-loaded.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+    def save_change(self, table="mysql_users", rows=None):
+        """
+        Save a configuration change into the live database the way ProxySQL's ``SAVE ... TO
+        DISK`` does (commit a DELETE, then the INSERT). Without ``rows``, a new MySQL user is
+        added to ``mysql_users``. Returns the configuration as saved.
+        """
+        if rows is None:
+            rows = self._with_new_user()
+        proxysql_db.save_table(self.node.live_db, table, rows)
+        return self.config()
+
+    def _with_new_user(self):
+        """``mysql_users`` plus one user made from the first row (a new name and password)."""
+        rows = self.config()["mysql_users"]
+        if not rows:
+            raise ValueError("no mysql_users row to copy: give rows= explicitly")
+        name = f"lab_{self.name}_{len(rows) + 1:04d}"
+        return rows + [(name, proxysql_db.mysql_native_hash(name)) + tuple(rows[0][2:])]
+
+    def backups(self, where="inbox"):
+        """Complete backups (``.db`` and ``.json``) in the inbox or the outgoing dir, oldest first."""
+        directory = self.node.inbox_dir if where == "inbox" else self.node.backup_dir
+        names = [p.stem for p in directory.glob("proxysql-ha-g*.json")
+                 if p.with_suffix(".db").exists()]
+        return sorted(names, key=generation)
+
+    def events(self, tag=""):
+        """Recorded events of this minion's bus whose tag starts with ``tag``."""
+        return [e for e in events.read(self.events_file) if e["tag"].startswith(tag)]
+
+    def transitions(self):
+        """ucarp's script runs: ``[(epoch, "up"|"down")]``, from the wrappers' log."""
+        try:
+            lines = self.transitions_log.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        return [(float(line.split()[0]), line.split()[1]) for line in lines if line.strip()]
+
+    def salt_call(self, function, *args, seconds=60, local=False):
+        """``salt-call function args`` inside this host's namespace, bounded: ``(return, exit code)``."""
+        return labsalt.salt_call(self.namespace, self.minion_config, function, *args,
+                                 seconds=seconds, local=local)
+
+
+def generation(name):
+    """The generation number in a backup's name (``proxysql-ha-g0000000042-...``)."""
+    return parse_name(name)[0]
+
+
+def newest_after(host, since, where="inbox"):
+    """The newest complete backup of ``host`` whose generation is above ``since``, or None."""
+    names = [n for n in host.backups(where) if generation(n) > since]
+    return names[-1] if names else None
