@@ -994,30 +994,20 @@ def promote(vhid=None, interface=None):
 
         salt-call proxysql_ha.promote
     """
-    conf = _config()
-    refused = _foreign_event(conf, "promote", vhid, interface)
-    if refused:
-        return refused
-    begin = time.monotonic()
-    with _lock(conf):
-        current = _read_role(conf)
-        if current != "MASTER":
-            return {"acted": False, "role": current,
-                    "comment": f"not promoted: this node is {current}, not MASTER"}
-        report = {"acted": True, "role": current, "errors": []}
-        newest = (_state(conf, LIVE_STATE) or {}).get("generation", 0)
-        try:
-            report["restore"] = _restore(conf, start=False, min_generation=newest + 1)
-        except CommandExecutionError as exc:
-            report["errors"].append(str(exc))
-        try:
-            report["started"] = _start(conf)
-        except CommandExecutionError as exc:
-            report["errors"].append(str(exc))
-        report["schedule"] = _schedule(conf, "MASTER")
-        report["ms"] = _ms(begin)
-    _finish("promoted", report)
-    return report
+    return _transition("promote", vhid, interface, _promote_steps)
+
+
+def _promote_steps(conf, report):
+    newest = (_state(conf, LIVE_STATE) or {}).get("generation", 0)
+    try:
+        report["restore"] = _restore(conf, start=False, min_generation=newest + 1)
+    except CommandExecutionError as exc:
+        report["errors"].append(str(exc))
+    try:
+        report["started"] = _start(conf)
+    except CommandExecutionError as exc:
+        report["errors"].append(str(exc))
+    report["schedule"] = _schedule(conf, "MASTER")
 
 
 def demote(vhid=None, interface=None):
@@ -1036,26 +1026,39 @@ def demote(vhid=None, interface=None):
 
         salt-call proxysql_ha.demote
     """
+    return _transition("demote", vhid, interface, _demote_steps)
+
+
+def _demote_steps(conf, report):
+    report["schedule"] = _schedule(conf, report["role"])
+    report["stopped"] = False
+    if conf["stop_on_backup"]:
+        try:
+            report["stopped"] = _stop(conf)
+        except CommandExecutionError as exc:
+            report["errors"].append(str(exc))
+
+
+def _transition(what, vhid, interface, steps):
+    """
+    The frame of promote and demote: check the event's vhid and interface,
+    take the lock, re-read the role, run ``steps`` only if the role still asks
+    for ``what``, then report with timings and fire ``proxysql_ha/<what>d``.
+    """
     conf = _config()
-    refused = _foreign_event(conf, "demote", vhid, interface)
+    refused = _foreign_event(conf, what, vhid, interface)
     if refused:
         return refused
     begin = time.monotonic()
     with _lock(conf):
         current = _read_role(conf)
-        if current == "MASTER":
+        if (current == "MASTER") != (what == "promote"):
             return {"acted": False, "role": current,
-                    "comment": "not demoted: this node is MASTER"}
+                    "comment": f"not {what}d: this node is {current}"}
         report = {"acted": True, "role": current, "errors": []}
-        report["schedule"] = _schedule(conf, current)
-        report["stopped"] = False
-        if conf["stop_on_backup"]:
-            try:
-                report["stopped"] = _stop(conf)
-            except CommandExecutionError as exc:
-                report["errors"].append(str(exc))
+        steps(conf, report)
         report["ms"] = _ms(begin)
-    _finish("demoted", report)
+    _finish(f"{what}d", report)
     return report
 
 
