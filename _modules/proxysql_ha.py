@@ -40,6 +40,7 @@ DB_NAME = "proxysql.db"
 SIDE_FILES = ("-journal", "-wal", "-shm")
 STALE_TMP = 600  # seconds before an unfinished file is left over, not in progress
 LIVE_STATE = "live.json"
+ROLE_STATE = "role.json"  # the role this node last acted on: promote restores only on a change
 SHIP_STATE = "ship.json"
 
 
@@ -356,29 +357,24 @@ def _entries(directory, expected, now, min_generation=0):
 
 def _choose(conf, name=None, min_generation=0):
     """
-    The newest valid backup over the inbox and the outgoing dir (or the one
-    called ``name``), with the newer ones rejected on the way.
+    The backup to restore (or the one called ``name``): the newest valid one
+    in the inbox, else the newest valid one in the outgoing dir, with the
+    invalid ones met on the way. The peer's copies come first: a node's own
+    outgoing copies can be stale, e.g. made while a split brain cut it off.
     """
     expected = _expected_schema(conf)
     now = time.time()
-    verdicts = []
+    rejected = []
     for directory in (conf["inbox_dir"], conf["backup_dir"]):
         for verdict in _entries(directory, expected, now, min_generation):
-            if name is None or verdict["name"] == name:
-                verdicts.append(verdict)
-    if name is not None and not verdicts:
+            if name is not None and verdict["name"] != name:
+                continue
+            if verdict["valid"]:
+                return verdict, rejected
+            rejected.append(verdict)
+    if name is not None and not rejected:
         raise SaltInvocationError(f"no backup named {name!r} in the inbox or the backup dir")
-    ordered = sorted(
-        (v for v in verdicts if v["generation"] is not None),
-        key=lambda v: (v["generation"], v["created"]),
-        reverse=True,
-    )
-    chosen = next((v for v in ordered if v["valid"]), None)
-    rejected = [v for v in verdicts if not v["valid"]]
-    if chosen:
-        rejected = [v for v in rejected if v["generation"] is None
-                    or v["generation"] >= chosen["generation"]]
-    return chosen, rejected
+    return None, rejected
 
 
 # ---- backup ----------------------------------------------------------------------
@@ -523,11 +519,16 @@ def ship(backup=True):
 
 def _source_unchanged(conf):
     """Whether proxysql.db is as it was at the last backup (one stat())."""
+    source = _source_or_none(conf)
+    return source is not None and (_state(conf, LIVE_STATE) or {}).get("source") == source
+
+
+def _source_or_none(conf):
+    """proxysql.db's state (stat and journal), or None when it is not there."""
     try:
-        source = _u("proxysql_ha_sqlite.source_state")(_live(conf))
+        return _u("proxysql_ha_sqlite.source_state")(_live(conf))
     except OSError:
-        return False
-    return (_state(conf, LIVE_STATE) or {}).get("source") == source
+        return None
 
 
 def _pending(conf):
@@ -839,9 +840,10 @@ def restore(name=None, test=False, start=True):
         return _restore(conf, name=name, test=test, start=start)
 
 
-def _restore(conf, name=None, test=False, start=True, min_generation=0):
+def _restore(conf, name=None, test=False, start=True, min_generation=0, pick=None):
+    """``pick``: the ``(chosen, rejected)`` of a :func:`_choose` made under this lock."""
     begin = time.monotonic()
-    chosen, rejected = _choose(conf, name=name, min_generation=min_generation)
+    chosen, rejected = pick or _choose(conf, name=name, min_generation=min_generation)
     steps = {"choose": _ms(begin)}
     report = {"restored": False, "chosen": chosen and chosen["name"], "rejected": rejected}
     if test:
@@ -976,13 +978,16 @@ def _prune_pre_restore(conf):
 
 def promote(vhid=None, interface=None):
     """
-    Make this node the active ProxySQL, if CARP says it is MASTER now: restore
-    the newest valid backup when it is newer than the local database, start
-    ProxySQL, enable the shipping job and disable the purge job.
+    Make this node the active ProxySQL, if CARP says it is MASTER now: when it
+    takes over (it was not MASTER before), restore the newest valid backup
+    that is newer than the local database; start ProxySQL, enable the shipping
+    job and disable the purge job.
 
-    Level-triggered and idempotent: it re-reads the role under the lock and does
-    nothing when the node is not MASTER, so late or repeated events are safe.
-    Fires ``proxysql_ha/promoted`` with the report.
+    Level-triggered and idempotent: it re-reads the role under the lock, does
+    nothing when the node is not MASTER, and nothing when the node is already
+    in line (``acted: False``), so late or repeated events are harmless. A node
+    that is MASTER already never restores over its live configuration.
+    Fires ``proxysql_ha/promoted`` with the report when it acted.
 
     vhid, interface
         From the CARP event that asked for this (the reactor passes them): when
@@ -994,20 +999,7 @@ def promote(vhid=None, interface=None):
 
         salt-call proxysql_ha.promote
     """
-    return _transition("promote", vhid, interface, _promote_steps)
-
-
-def _promote_steps(conf, report):
-    newest = (_state(conf, LIVE_STATE) or {}).get("generation", 0)
-    try:
-        report["restore"] = _restore(conf, start=False, min_generation=newest + 1)
-    except CommandExecutionError as exc:
-        report["errors"].append(str(exc))
-    try:
-        report["started"] = _start(conf)
-    except CommandExecutionError as exc:
-        report["errors"].append(str(exc))
-    report["schedule"] = _schedule(conf, "MASTER")
+    return _transition("promote", vhid, interface)
 
 
 def demote(vhid=None, interface=None):
@@ -1015,7 +1007,7 @@ def demote(vhid=None, interface=None):
     Make this node the passive one, if CARP says it is not MASTER now: disable
     the shipping job, enable the purge job, and stop ProxySQL when
     ``stop_on_backup`` is set. Level-triggered and idempotent like ``promote``.
-    Fires ``proxysql_ha/demoted`` with the report.
+    Fires ``proxysql_ha/demoted`` with the report when it acted.
 
     vhid, interface
         As for ``promote``.
@@ -1026,40 +1018,64 @@ def demote(vhid=None, interface=None):
 
         salt-call proxysql_ha.demote
     """
-    return _transition("demote", vhid, interface, _demote_steps)
+    return _transition("demote", vhid, interface)
 
 
-def _demote_steps(conf, report):
-    report["schedule"] = _schedule(conf, report["role"])
-    report["stopped"] = False
-    if conf["stop_on_backup"]:
-        try:
-            report["stopped"] = _stop(conf)
-        except CommandExecutionError as exc:
-            report["errors"].append(str(exc))
-
-
-def _transition(what, vhid, interface, steps):
+def _transition(what, vhid=None, interface=None):
     """
-    The frame of promote and demote: check the event's vhid and interface,
-    take the lock, re-read the role, run ``steps`` only if the role still asks
-    for ``what``, then report with timings and fire ``proxysql_ha/<what>d``.
+    The frame of promote, demote and reconcile (``what`` None: as the role
+    asks): check the event's vhid and interface, take the lock, re-read the
+    role, plan, act only when the plan has actions, then report with timings
+    and fire ``proxysql_ha/<promoted|demoted>``.
     """
     conf = _config()
-    refused = _foreign_event(conf, what, vhid, interface)
+    refused = _foreign_event(conf, what or "reconcile", vhid, interface)
     if refused:
         return refused
     begin = time.monotonic()
     with _lock(conf):
         current = _read_role(conf)
-        if (current == "MASTER") != (what == "promote"):
+        wanted = "promote" if current == "MASTER" else "demote"
+        if what not in (None, wanted):
             return {"acted": False, "role": current,
                     "comment": f"not {what}d: this node is {current}"}
-        report = {"acted": True, "role": current, "errors": []}
-        steps(conf, report)
+        plan = _plan(conf, current)
+        if not plan["actions"]:
+            return {"acted": False, "role": current, "actions": [],
+                    "comment": f"already in line with {current}: nothing to do"}
+        report = {"acted": True, "role": current, "actions": plan["actions"], "errors": []}
+        (_promote_steps if wanted == "promote" else _demote_steps)(conf, report, plan)
         report["ms"] = _ms(begin)
-    _finish(f"{what}d", report)
+    _finish(f"{wanted}d", report)
     return report
+
+
+def _promote_steps(conf, report, plan):
+    if plan["pick"] is not None:
+        try:
+            report["restore"] = _restore(conf, start=False, pick=plan["pick"])
+        except CommandExecutionError as exc:
+            report["errors"].append(str(exc))
+    mark = time.monotonic()
+    try:
+        report["started"] = _start(conf, running=plan["running"])
+    except CommandExecutionError as exc:
+        report["errors"].append(str(exc))
+    report["start_ms"] = _ms(mark)
+    report["schedule"] = _schedule(conf, "MASTER")
+    if not report["errors"]:  # a failed restore is tried again by the next promote
+        _save_state(conf, ROLE_STATE, {"role": "MASTER", "since": time.time()})
+
+
+def _demote_steps(conf, report, plan):
+    report["schedule"] = _schedule(conf, report["role"])
+    report["stopped"] = False
+    if conf["stop_on_backup"] and plan["running"]:
+        try:
+            report["stopped"] = _stop(conf)
+        except CommandExecutionError as exc:
+            report["errors"].append(str(exc))
+    _save_state(conf, ROLE_STATE, {"role": report["role"], "since": time.time()})
 
 
 def _finish(what, report):
@@ -1172,25 +1188,28 @@ def jobs():
     # jid_include False: Salt 3008's maxrunning check leaves a refused job's
     # run flag False, and every later run_job request (the hook's, the engine's)
     # is then dropped silently. Overlapping runs are safe: each waits for the lock.
-    def job(function, interval, name=None):
+    def job(function, interval, name=None, run_on_start=True):
         return {"function": function, "seconds": sched[interval], "jid_include": False,
-                "return_job": False, "enabled": wanted.get(name, True)}
+                "return_job": False, "enabled": wanted.get(name, True),
+                "run_on_start": run_on_start}
 
     return {
         sched["ship_job"]: job("proxysql_ha.ship", "ship_interval", sched["ship_job"]),
         sched["purge_job"]: job("proxysql_ha.purge", "purge_interval", sched["purge_job"]),
         sched["reconcile_job"]: job("proxysql_ha.reconcile", "reconcile_interval"),
-        sched["check_job"]: job("proxysql_ha.check", "check_interval"),
+        # at a minion's start the CARP hook may not have run yet: no check before it
+        sched["check_job"]: job("proxysql_ha.check", "check_interval", run_on_start=False),
     }
 
 
 def reconcile(test=False):
     """
-    Bring this node in line with its CARP role: run ``promote`` on a MASTER
-    and ``demote`` otherwise, but only when something is out of line (a newer
-    valid backup to restore, ProxySQL in the wrong state, a schedule job in the
-    wrong state). Cheap when the node is converged; safe to run often, with or
-    without the Salt master: it is the node's own safety net.
+    Bring this node in line with its CARP role: what ``promote`` does on a
+    MASTER, what ``demote`` does otherwise, but only when something is out of
+    line (a node taking over as MASTER with a newer valid backup to restore,
+    ProxySQL in the wrong state, a schedule job in the wrong state). Cheap when
+    the node is in line; safe to run often, with or without the Salt master:
+    it is the node's own safety net, and what the CARP hook asks for first.
 
     test
         Report what would be done (``actions``, ``would_run``); change nothing.
@@ -1202,35 +1221,48 @@ def reconcile(test=False):
         salt-call proxysql_ha.reconcile
         salt-call proxysql_ha.reconcile test=True
     """
-    conf = _config()
-    current = _read_role(conf)
-    actions = _plan(conf, current)
-    transition = "promote" if current == "MASTER" else "demote"
-    report = {"role": current, "actions": actions, "would_run": transition if actions else None}
-    if test or not actions:
-        report["comment"] = ("would run " + transition if actions else "converged")
-        return dict(report, test=bool(test))
-    report["report"] = promote() if transition == "promote" else demote()
-    report["comment"] = f"ran {transition}"
-    return report
+    if test:
+        conf = _config()
+        current = _read_role(conf)
+        actions = _plan(conf, current)["actions"]
+        transition = "promote" if current == "MASTER" else "demote"
+        return {"role": current, "actions": actions, "test": True,
+                "would_run": transition if actions else None,
+                "comment": f"would run {transition}" if actions else "converged"}
+    report = _transition(None)
+    transition = "promote" if report["role"] == "MASTER" else "demote"
+    return {"role": report["role"], "actions": report.get("actions", []), "test": False,
+            "would_run": transition if report["acted"] else None, "report": report,
+            "comment": f"ran {transition}" if report["acted"] else "converged"}
 
 
 def _plan(conf, role):
-    """What promote (MASTER) or demote (otherwise) would change now, in words."""
-    actions = []
+    """
+    What promote (MASTER) or demote (otherwise) would change now: ``actions``
+    in words, the ``pick`` of backup to restore (a node taking over only), and
+    whether ProxySQL is ``running``.
+    """
     running = _running(conf)
+    recorded = (_state(conf, ROLE_STATE) or {}).get("role")
+    plan = {"actions": [], "pick": None, "running": running}
+    actions = plan["actions"]
     if role == "MASTER":
-        newest = (_state(conf, LIVE_STATE) or {}).get("generation", 0)
-        chosen, _ = _choose(conf, min_generation=newest + 1)
-        if chosen:
-            actions.append(f"restore {chosen['name']}")
+        if recorded != "MASTER":
+            actions.append("take over as MASTER")
+            newest = (_state(conf, LIVE_STATE) or {}).get("generation", 0)
+            plan["pick"] = _choose(conf, min_generation=newest + 1)
+            if plan["pick"][0]:
+                actions.append(f"restore {plan['pick'][0]['name']}")
         if not running:
             actions.append("start ProxySQL")
-    elif running and conf["stop_on_backup"]:
-        actions.append("stop ProxySQL")
+    else:
+        if recorded == "MASTER":
+            actions.append(f"hand over as {role}")
+        if running and conf["stop_on_backup"]:
+            actions.append("stop ProxySQL")
     actions += [f"{'enable' if want else 'disable'} schedule job {job}"
                 for job, want in _schedule_changes(conf, role).items()]
-    return actions
+    return plan
 
 
 # ---- status and check ----------------------------------------------------------------
@@ -1238,9 +1270,11 @@ def _plan(conf, role):
 
 def status():
     """
-    This node at a glance: role, whether ProxySQL runs, the newest local
-    backup (age, generation, valid), the last ship, the newest valid received
-    backup, and the problems found (``problems``, each with a ``kind``).
+    This node at a glance: role, whether ProxySQL runs, which backup the live
+    configuration is (``live``: name, generation, node; after a split brain
+    this says whose copy won), the newest local backup (age, generation,
+    valid), the last ship, the newest valid received backup, and the problems
+    found (``problems``, each with a ``kind``).
 
     CLI Example:
 
@@ -1262,6 +1296,8 @@ def status():
     except CommandExecutionError as exc:
         report["proxysql_running"] = None
         problems.append({"kind": "proxysql_unknown", "message": str(exc)})
+    report["live"] = _live_origin(conf)
+    report["acting_as"] = (_state(conf, ROLE_STATE) or {}).get("role")
     expected = _expected_schema(conf)
     report["newest_backup"] = _newest(conf["backup_dir"], expected, now, valid_only=False)
     report["last_ship"] = _state(conf, SHIP_STATE)
@@ -1269,6 +1305,16 @@ def status():
     report["newest_valid_received"] = _newest(conf["inbox_dir"], expected, now, valid_only=True)
     problems.extend(_problems(conf, report, now))
     return report
+
+
+def _live_origin(conf):
+    """Which backup the live configuration is: its name, generation and the node that made it."""
+    state = _state(conf, LIVE_STATE) or {}
+    parsed = _u("proxysql_ha_store.parse_name")(state.get("name") or "")
+    if not parsed:
+        return None
+    return {"name": state["name"], "generation": parsed[0], "node": parsed[2],
+            "changed_since": state.get("source") != _source_or_none(conf)}
 
 
 def _newest(directory, expected, now, valid_only):
@@ -1312,9 +1358,8 @@ def _problems(conf, report, now):
 def _stale(conf, now):
     """Why the newest backup is out of date, or None."""
     live = _live(conf)
-    try:
-        source = _u("proxysql_ha_sqlite.source_state")(live)
-    except OSError:
+    source = _source_or_none(conf)
+    if source is None:
         return None
     reference = _state(conf, LIVE_STATE) or {}
     age = now - source["mtime_ns"] / 1e9

@@ -293,6 +293,10 @@ def _check_formula(conf):
     _abspath(conf, "formula:libexec_dir")
     _abspath(conf, "formula:etc_dir")
     _match(conf, "formula:receive_user", _NAME_RE, "a user name")
+    if formula["receive_user"] in ("root", "toor", conf["user"]):
+        _fail("formula:receive_user", formula["receive_user"],
+              "must be an account of its own: the formula sets its home and shell, and the "
+              "peer's key logs in as it")
     for key in ("ssh_private_key", "peer_public_key", "peer_host_key"):
         value = formula[key]
         if value is not None and (not isinstance(value, str) or "\0" in value):

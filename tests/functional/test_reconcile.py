@@ -16,6 +16,7 @@ SECRET_PASSWORD = "ucarp-s3cret"
 def test_reconcile_on_a_converged_master_plans_nothing_and_changes_nothing(pair):
     a = pair.a
     assert a.standin("start").returncode == 0
+    assert a.ha.reconcile()["actions"] == ["take over as MASTER"]
     before = pair.files()
 
     report = a.ha.reconcile()
@@ -30,7 +31,7 @@ def test_reconcile_in_test_mode_on_a_master_without_proxysql_plans_the_start_and
 
     report = a.ha.reconcile(test=True)
 
-    assert (report["actions"], report["would_run"]) == (["start ProxySQL"], "promote")
+    assert (report["actions"], report["would_run"]) == (["take over as MASTER", "start ProxySQL"], "promote")
     assert not a.running()
     assert pair.files() == before
 
@@ -42,7 +43,7 @@ def test_reconcile_on_a_master_without_proxysql_starts_it_and_is_then_converged(
     again = a.ha.reconcile(test=True)
 
     assert (report["actions"], report["report"]["started"], report["report"]["errors"]) == (
-        ["start ProxySQL"], True, [])
+        ["take over as MASTER", "start ProxySQL"], True, [])
     assert a.running()
     assert again["actions"] == []
 
@@ -67,7 +68,8 @@ def test_reconcile_on_a_new_master_plans_the_restore_of_the_newer_backup_in_its_
 
     planned = b.ha.reconcile(test=True)
 
-    assert (planned["role"], planned["actions"]) == ("MASTER", [f"restore {shipped}", "start ProxySQL"])
+    assert (planned["role"], planned["actions"]) == (
+        "MASTER", ["take over as MASTER", f"restore {shipped}", "start ProxySQL"])
     assert pair.files() == before
 
 
@@ -156,3 +158,21 @@ def test_config_hides_the_ssh_private_key_and_the_ucarp_password(pair):
     assert conf["formula"]["ucarp"]["password"] == "<hidden>"
     assert "PRIVATE KEY" not in json.dumps(conf) and SECRET_PASSWORD not in json.dumps(conf)
     assert (conf["vhid"], conf["interface"], conf["datadir"]) == (1, "lo", str(a.datadir))
+
+
+def test_a_master_already_in_office_never_restores_over_its_live_configuration(pair):
+    """After a split brain the peer's copies can be newer by generation; the MASTER keeps its own."""
+    a, b = pair.a, pair.b
+    assert a.ha.reconcile()["report"]["acted"]
+    pair.fail_over()
+    b.ha.reconcile()  # B takes over and ships to A, generation 3
+    b.save_users(9)
+    b.ha.ship()
+    pair.fail_over()  # both were MASTER for a while; A kept the VIP
+    live = a.live_db.read_bytes()
+
+    planned = a.ha.reconcile(test=True)
+
+    assert not any(action.startswith("restore") for action in planned["actions"])
+    a.ha.reconcile()
+    assert a.live_db.read_bytes() == live

@@ -51,7 +51,7 @@ def test_second_promote_restores_nothing_and_leaves_proxysql_running(pair, shipp
 
     again = b.ha.promote()
 
-    assert (again["acted"], again["restore"]["restored"], again["started"], again["errors"]) == (True, False, False, [])
+    assert (again["acted"], again["actions"]) == (False, [])
     assert b.live_db.read_bytes() == live
     assert b.pidfile.read_text() == pid and b.running()
 
@@ -77,18 +77,20 @@ def test_demote_stops_proxysql_and_is_idempotent(pair):
     second = a.ha.demote()
 
     assert (first["acted"], first["role"], first["stopped"], first["errors"]) == (True, "BACKUP", True, [])
-    assert (second["acted"], second["stopped"], second["errors"]) == (True, False, [])
+    assert (second["acted"], second["actions"]) == (False, [])
     assert not a.running()
 
 
 def test_demote_keeps_proxysql_running_when_stop_on_backup_is_off(pair):
     b = pair.b
     b.configure(stop_on_backup=False)
-    assert b.standin("start").returncode == 0
+    pair.fail_over()
+    assert b.ha.promote()["started"] is True
+    pair.fail_over()
 
     report = b.ha.demote()
 
-    assert (report["acted"], report["stopped"]) == (True, False)
+    assert (report["acted"], report["actions"], report["stopped"]) == (True, ["hand over as BACKUP"], False)
     assert b.running()
 
 
