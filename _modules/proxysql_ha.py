@@ -630,11 +630,26 @@ def _ssh_argv(conf):
         "-o", "ServerAliveInterval=2",
         "-o", "ServerAliveCountMax=3",
         "-o", "LogLevel=ERROR",
+        *_multiplexing(conf),
         "-i", peer["identity_file"],
         "-p", str(peer["port"]),
         "-l", peer["user"],
         "--", peer["host"], peer["receive_command"],
     ]
+
+
+def _multiplexing(conf):
+    """
+    Options that keep one SSH connection to the peer open for a minute and run
+    each transfer over it: a new connection costs a key exchange (about
+    300 ms here), more than shipping a small database. The control socket
+    lives in the state dir (0700); a socket path is limited to about 100
+    bytes, so a deeper state dir ships without it.
+    """
+    path = os.path.join(conf["state_dir"], "ssh-%C")
+    if len(path) - 2 + 40 > 100:
+        return []
+    return ["-o", "ControlMaster=auto", "-o", f"ControlPath={path}", "-o", "ControlPersist=60"]
 
 
 def _ship_ssh(conf, base):

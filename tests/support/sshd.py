@@ -18,6 +18,7 @@ Standard library only, and no pytest.
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -61,6 +62,22 @@ def restricted_key_line(public_key, command):
     if '"' in command or "\n" in command:
         raise ValueError(f"forced command must not contain quotes or newlines: {command!r}")
     return f'restrict,command="{command}" {public_key}'
+
+
+def _children(pid):
+    """The pids whose parent is ``pid`` (sshd's per-connection processes)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
 
 
 class Sshd:
@@ -140,9 +157,18 @@ class Sshd:
             return f"Server listening on {self.host} port {self.port}.".encode() in log.read()
 
     def stop(self):
-        """Stop sshd (sessions already open run on); does nothing when it is not running."""
+        """
+        Stop sshd and the sessions it serves, as when the peer's sshd goes away:
+        a client multiplexing over an open connection must see it gone too.
+        Does nothing when it is not running.
+        """
         if self.process is None:
             return
+        for child in _children(self.process.pid):
+            try:
+                os.kill(child, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         self.process.terminate()
         try:
             self.process.wait(timeout=START_SECONDS)
