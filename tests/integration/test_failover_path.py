@@ -206,12 +206,14 @@ def test_hook_up_returns_at_once_and_the_node_restores_the_backup_once_and_start
     assert node.returns(PROMOTE, since)
     assert wait_until(lambda: node.master_events("proxysql_ha/carp/MASTER", since), HANG)
     assert RAN_ON_REQUEST in node.minion_log(mark)
-    # Exactly one of them restored and started ProxySQL; the other found nothing to do.
+    # Exactly one of them acted (restored, started ProxySQL, fired promoted); the other found
+    # the node in line and did nothing.
+    assert wait_until(lambda: node.master_events("proxysql_ha/promoted", since), HANG)
     promoted = [event.data["data"] for event in node.master_events("proxysql_ha/promoted", since)]
-    assert [report["restore"]["restored"] for report in promoted].count(True) == 1
+    assert len(promoted) == 1 and promoted[0]["restore"]["restored"] is True
     assert [record["name"] for record in node.records()] == ["start"]
     assert len(list(Path(node.pillar["datadir"]).glob("proxysql.db.pre-restore-*"))) == 1
-    by_reactor = node.returns(PROMOTE, since)[0]["return"]["restore"]["restored"]
+    by_reactor = node.returns(PROMOTE, since)[0]["return"]["acted"]
     print(f"restored and started by {'the reactor' if by_reactor else 'the reconcile job'}")
 
 
@@ -246,8 +248,12 @@ def test_flapping_ends_in_the_last_role_without_overlapping_operations(node):
           f"{len(answered)} reactor jobs had answered {ms_since(begin)} ms after the first call")
     assert len(answered) == len(flaps)
     assert wait_until(node.running, HANG)
+    # Each transition re-reads the role under the lock: jobs that ran after the flapping ended
+    # find the node in line and do nothing, so there may be few records or none at all.
     records = node.records()[seen:]
-    assert records, "flapping never stopped or started ProxySQL"
+    print(f"{len(records)} ProxySQL starts/stops during the flapping")
+    planned = node.minion.salt_call_cli(timeout=60).run("proxysql_ha.reconcile", "test=True")
+    assert planned.data["actions"] == [] and planned.data["role"] == "MASTER"
     assert overlapping(records) == []
     assert all(record["lock_held"] for record in records)
     assert all(record["rc"] == 0 for record in records)
