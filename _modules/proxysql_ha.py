@@ -340,33 +340,58 @@ def _problem(directory, base, files, expected, now, verdict):
     return None
 
 
-def _entries(directory, expected, now, min_generation=0):
+def _entries(directory, expected, now, min_generation=0, arrived_after=None):
     """
     Every backup in ``directory`` newest first, judged lazily: yields verdicts,
-    symlinks and incomplete pairs included. Stops below ``min_generation``.
+    symlinks and incomplete pairs included. Stops below ``min_generation``;
+    with ``arrived_after`` (a time), yields only the backups written here
+    after it, whatever their generation.
     """
     found = _u("proxysql_ha_store.scan")(directory)
     for name in sorted(found["symlinks"]):
         yield {"name": name, "dir": directory, "generation": None, "valid": False,
                "reason": "symlink: never followed"}
     for base in _u("proxysql_ha_store.newest_first")(found["backups"]):
-        if _u("proxysql_ha_store.parse_name")(base)[0] < min_generation:
+        if arrived_after is not None:
+            if _arrival(directory, base) <= arrived_after:
+                continue
+        elif _u("proxysql_ha_store.parse_name")(base)[0] < min_generation:
             return
         yield _judge(directory, base, found["backups"][base], expected, now)
 
 
-def _choose(conf, name=None, min_generation=0):
+def _arrival(directory, base):
+    """When a backup was written into ``directory`` (its file's mtime), or 0."""
+    try:
+        return os.lstat(os.path.join(directory, base + ".db")).st_mtime
+    except OSError:
+        return 0
+
+
+def _choose(conf, name=None, min_generation=0, stepped_down=None):
     """
     The backup to restore (or the one called ``name``): the newest valid one
     in the inbox, else the newest valid one in the outgoing dir, with the
     invalid ones met on the way. The peer's copies come first: a node's own
     outgoing copies can be stale, e.g. made while a split brain cut it off.
+
+    ``stepped_down``: when this node stopped being MASTER. Copies the peer
+    shipped since then are the pair's configuration, newer than this node's
+    whatever their generation: after a split brain both sides numbered their
+    own copies, so numbers collide. Without such copies, ``min_generation``
+    applies.
     """
     expected = _expected_schema(conf)
     now = time.time()
     rejected = []
+    arrived = stepped_down if stepped_down is not None and any(
+        _arrival(conf["inbox_dir"], base) > stepped_down
+        for base in _u("proxysql_ha_store.scan")(conf["inbox_dir"])["backups"]) else None
     for directory in (conf["inbox_dir"], conf["backup_dir"]):
-        for verdict in _entries(directory, expected, now, min_generation):
+        since = arrived if directory == conf["inbox_dir"] else None
+        if arrived is not None and directory == conf["backup_dir"]:
+            break  # the peer's newer copies are all invalid: not one of our own instead
+        for verdict in _entries(directory, expected, now, min_generation, since):
             if name is not None and verdict["name"] != name:
                 continue
             if verdict["valid"]:
@@ -1090,7 +1115,10 @@ def _demote_steps(conf, report, plan):
             report["stopped"] = _stop(conf)
         except CommandExecutionError as exc:
             report["errors"].append(str(exc))
-    _save_state(conf, ROLE_STATE, {"role": report["role"], "since": time.time()})
+    previous = _state(conf, ROLE_STATE) or {}
+    stepped_down = previous.get("since") if previous.get("role") not in (None, "MASTER") \
+        else time.time()  # BACKUP to INIT is not a new step down
+    _save_state(conf, ROLE_STATE, {"role": report["role"], "since": stepped_down})
 
 
 def _finish(what, report):
@@ -1258,14 +1286,15 @@ def _plan(conf, role):
     whether ProxySQL is ``running``.
     """
     running = _running(conf)
-    recorded = (_state(conf, ROLE_STATE) or {}).get("role")
+    recorded = (_state(conf, ROLE_STATE) or {}).get("role")  # the role it last acted on
     plan = {"actions": [], "pick": None, "running": running}
     actions = plan["actions"]
     if role == "MASTER":
         if recorded != "MASTER":
             actions.append("take over as MASTER")
             newest = (_state(conf, LIVE_STATE) or {}).get("generation", 0)
-            plan["pick"] = _choose(conf, min_generation=newest + 1)
+            plan["pick"] = _choose(conf, min_generation=newest + 1,
+                                   stepped_down=(_state(conf, ROLE_STATE) or {}).get("since"))
             if plan["pick"][0]:
                 actions.append(f"restore {plan['pick'][0]['name']}")
         if not running:
