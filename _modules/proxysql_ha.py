@@ -982,23 +982,33 @@ def _set_aside(conf, live):
     it) as ``proxysql.db.pre-restore-<time>``. A stale hot journal left next
     to the restored file would be rolled into it by SQLite and corrupt it.
     """
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    pre = f"{live}.pre-restore-{stamp}"
-    if os.path.isfile(live):
-        try:
-            os.link(live, pre)
-        except FileExistsError:
-            pre = f"{pre}-{os.getpid()}"
-            os.link(live, pre)
-        except OSError:
-            shutil.copy2(live, pre)
-    else:
-        pre = None
+    pre = _keep_copy(live) if os.path.isfile(live) else None
     for suffix in SIDE_FILES:
         if os.path.lexists(live + suffix):
             os.replace(live + suffix, (pre or live + ".stale") + suffix)
             os.chmod((pre or live + ".stale") + suffix, 0o600)
     return pre
+
+
+def _keep_copy(live):
+    """
+    A hard link (a copy where links are not possible) of ``live`` under a new
+    ``proxysql.db.pre-restore-<UTC time>[-N]`` name; never replaces one.
+    """
+    now = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}Z"
+    for attempt in range(1000):
+        pre = f"{live}.pre-restore-{stamp}" + (f"-{attempt}" if attempt else "")
+        try:
+            os.link(live, pre)
+            return pre
+        except FileExistsError:
+            continue
+        except OSError:  # no hard links here: copy, refusing to replace
+            with open(live, "rb") as src, open(pre, "xb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            return pre
+    raise CommandExecutionError(f"cannot find a free name for a copy of {live}")
 
 
 def _prune_pre_restore(conf):
@@ -1097,8 +1107,9 @@ def _promote_steps(conf, report, plan):
         except CommandExecutionError as exc:
             report["errors"].append(str(exc))
     mark = time.monotonic()
-    try:
-        report["started"] = _start(conf, running=plan["running"])
+    restored = (report.get("restore") or {}).get("restored")
+    try:  # a restore that went through left ProxySQL stopped; otherwise ask
+        report["started"] = _start(conf, running=False if restored else None)
     except CommandExecutionError as exc:
         report["errors"].append(str(exc))
     report["start_ms"] = _ms(mark)

@@ -104,3 +104,12 @@ def test_restore_in_test_mode_changes_nothing(pair, shipped):
     after = pair.files()
     after.pop("node-b/ha/state/lock", None)  # every call takes the node's lock file: not a change of state
     assert after == before
+
+
+def test_restores_in_quick_succession_each_keep_their_own_pre_restore_copy(pair, shipped):
+    b = pair.b
+
+    copies = [b.ha.restore(start=False)["pre_restore_copy"] for _ in range(3)]
+
+    assert len(set(copies)) == 3
+    assert all(Path(copy).is_file() for copy in copies)
