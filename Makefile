@@ -39,6 +39,11 @@ deps:
 demo: venv
 	$(PY) demo/demo.py
 
+# Benchmarks (bench/), written to docs/BENCHMARKS.md; QUICK=1: one quick run of each part.
+.PHONY: bench
+bench: venv deps
+	$(PY) -m bench.run $(if $(filter 1,$(QUICK)),--quick)
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .coverage
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
