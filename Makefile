@@ -36,7 +36,7 @@ deps:
 	echo "deps: installing$$missing"; \
 	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing
 
-demo: venv
+demo: venv deps
 	$(PY) demo/demo.py
 
 # Benchmarks (bench/), written to docs/BENCHMARKS.md; QUICK=1: one quick run of each part.

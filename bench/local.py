@@ -233,8 +233,10 @@ def growth(bench, users_list):
         db = bench.root / f"grow-{users}.db"
         proxysql_db.build_db(db, bench.statements, users=users, rules=users // 5)
         row = {"users": users, "rules": users // 5, "size_mb": db.stat().st_size / 1e6}
+        baseline = _op("noop", db, bench.root)[1]
         for op in ("backup", "verify", "restore"):
-            row[op] = _op(op, db, bench.root)
+            elapsed, peak = _op(op, db, bench.root)
+            row[op] = (elapsed, max(0.0, peak - baseline))
         rows.append(row)
         db.unlink()
     return rows
