@@ -52,6 +52,7 @@ class Host:
         self.bridge_port = f"br-{name}"
         self.root = lab.dir / name
         self.node = Node(self.minion_id, self.root, lab.schema)
+        self.spool_dir = self.node.state_dir / "carp"  # the engine relays the hook from here
         self.peer = None
         self.minion_config = self.root / "salt" / "etc" / "minion"
         self.minion_log = self.root / "salt" / "minion.log"
@@ -101,6 +102,7 @@ class Host:
         (self.root / "hook.json").write_text(json.dumps({
             "vhid": VHID, "interface": self.iface, "minion_config": str(self.minion_config),
             "reconcile_job": "proxysql_ha_reconcile", "prefix": 32,
+            "spool_dir": str(self.spool_dir),
             "ip_command": netns.which("ip"),
         }, indent=1), encoding="utf-8")
         for direction in ("up", "down"):
@@ -139,7 +141,8 @@ class Host:
         }
 
     def write_minion_config(self):
-        engine = {"db": str(self.node.live_db), "job": "proxysql_ha_ship", "interval": 0.25}
+        engine = {"db": str(self.node.live_db), "job": "proxysql_ha_ship", "interval": 0.25,
+                  "spool": str(self.spool_dir), "reconcile_job": "proxysql_ha_reconcile"}
         labsalt.minion_config(self.root / "salt", self.minion_id, self.lab.master_address,
                               self.lab.file_root, self.lab.pillar_root, engine)
 

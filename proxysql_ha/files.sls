@@ -46,6 +46,7 @@ proxysql_ha_hook_conf:
         interface: {{ ha.interface | yaml_dquote }}
         minion_config: {{ minion_conf | yaml_dquote }}
         reconcile_job: {{ ha.schedule.reconcile_job | yaml_dquote }}
+        spool_dir: {{ (ha.state_dir ~ '/carp') | yaml_dquote }}
         prefix: {{ f.ucarp.prefix }}
         ip_command: {{ (salt['cmd.which']('ip') or '/sbin/ip') | yaml_dquote }}
     - require:

@@ -1,6 +1,7 @@
 {%- from "proxysql_ha/map.jinja" import ha, f, minion_d with context %}
 # The engine notices a saved configuration within watch_interval and runs the
-# ship job; engines are read from the minion's configuration at its start.
+# ship job, and relays the CARP hook's transitions from its spool at once;
+# engines are read from the minion's configuration at its start.
 proxysql_ha_engine_conf:
   file.managed:
     - name: {{ (minion_d ~ '/proxysql_ha.conf') | yaml_dquote }}
@@ -14,6 +15,8 @@ proxysql_ha_engine_conf:
               db: {{ ha.datadir }}/proxysql.db
               job: {{ ha.schedule.ship_job }}
               interval: {{ ha.schedule.watch_interval }}
+              spool: {{ ha.state_dir }}/carp
+              reconcile_job: {{ ha.schedule.reconcile_job }}
 {%- if f.restart_minion %}
 
 proxysql_ha_restart_minion:

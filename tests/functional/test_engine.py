@@ -7,12 +7,13 @@ deterministic; the SIGTERM test runs the real loop in a process of its own.
 """
 
 import contextlib
+import json
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,7 @@ def run_engine(monkeypatch):
 
     def run(db, intervals):
         script = iter(intervals)
-        monkeypatch.setattr(engine, "time", types.SimpleNamespace(sleep=lambda _: sleep(script)))
+        monkeypatch.setattr(engine, "_wait", lambda _wake, _interval: sleep(script))
         engine.start(str(db), job=JOB, interval=0.25, max_loops=len(intervals))
 
     return run
@@ -143,3 +144,68 @@ def test_engine_returns_cleanly_on_sigterm_within_a_bounded_time(live_db):
     assert returncode == 0
     assert "proxysql_ha engine: stopped" in rest
     assert took < BOUND
+
+
+# ---- relaying the CARP hook's transitions ------------------------------------------------
+
+HOOK = REPO / "proxysql_ha" / "files" / "proxysql-ha-event"
+
+
+def run_hook(tmp_path, spool, *args):
+    conf = tmp_path / "hook.json"
+    conf.write_text(json.dumps({"vhid": 9, "interface": "lo", "spool_dir": str(spool),
+                                "minion_config": str(tmp_path / "no-minion"), "ip_command": "/bin/true"}))
+    return subprocess.run([sys.executable, str(HOOK), *args], env={"PROXYSQL_HA_HOOK_CONF": str(conf)},
+                          capture_output=True, text=True, timeout=BOUND)
+
+
+def test_the_spool_is_private_and_its_wake_is_a_fifo(tmp_path):
+    spool = tmp_path / "state" / "carp"
+    wake = engine._open_wake(str(spool))  # pylint: disable=protected-access
+    try:
+        assert spool.stat().st_mode & 0o777 == 0o700
+        assert (spool / "wake").is_fifo() and (spool / "wake").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.close(wake)
+
+
+def test_the_hook_hands_a_transition_to_the_engine_and_wakes_it_at_once(tmp_path):
+    spool = tmp_path / "carp"
+    wake = engine._open_wake(str(spool))  # pylint: disable=protected-access
+    try:
+        out = run_hook(tmp_path, spool, "MASTER", "9@lo")
+        begin = time.monotonic()
+        engine._wait(wake, BOUND)  # pylint: disable=protected-access
+        woke = time.monotonic() - begin
+        payloads = engine._spooled(str(spool))  # pylint: disable=protected-access
+    finally:
+        os.close(wake)
+
+    assert out.returncode == 0, out.stderr
+    print(f"engine woke {woke * 1000:.1f} ms after the hook returned")
+    assert woke < BOUND / 2
+    assert [(p["state"], p["vhid"], p["iface"], p["source"]) for p in payloads] == [("MASTER", 9, "lo", "devd")]
+    assert sorted(os.listdir(spool)) == ["wake"]  # consumed
+
+
+def test_spooled_transitions_come_oldest_first_and_foreign_or_broken_files_are_skipped(tmp_path):
+    spool = tmp_path / "carp"
+    spool.mkdir()
+    (spool / "carp-2-BACKUP.json").write_text(json.dumps({"state": "BACKUP"}))
+    (spool / "carp-1-MASTER.json").write_text(json.dumps({"state": "MASTER"}))
+    (spool / "carp-3-EVIL.json").write_text(json.dumps({"state": "EVIL"}))
+    (spool / "carp-4-MASTER.json").write_text("{not json")
+    (spool / "notes.txt").write_text("not ours")
+    (spool / "carp-5-MASTER.json").symlink_to(spool / "carp-1-MASTER.json")
+
+    states = [p["state"] for p in engine._spooled(str(spool))]  # pylint: disable=protected-access
+
+    assert states == ["MASTER", "BACKUP"]
+    assert sorted(os.listdir(spool)) == ["carp-5-MASTER.json", "notes.txt"]  # junk gone, links untouched
+
+
+def test_without_a_spool_the_hook_falls_back_to_telling_the_minion_itself(tmp_path):
+    out = run_hook(tmp_path, tmp_path / "absent", "BACKUP", "9@lo")
+
+    assert out.returncode == 0, out.stderr
+    assert not (tmp_path / "absent").exists()

@@ -241,7 +241,8 @@ def test_minion_conf_runs_the_engine_on_the_live_db_without_a_restart_when_told_
     function, conf = args(rendered, "proxysql_ha_engine_conf")
     assert (function, conf["name"]) == ("file.managed", "/etc/salt/minion.d/proxysql_ha.conf")
     assert yaml.safe_load(conf["contents"]) == {"engines": [{"proxysql_ha": {
-        "db": "/var/lib/proxysql/proxysql.db", "job": "proxysql_ha_ship", "interval": 0.25}}]}
+        "db": "/var/lib/proxysql/proxysql.db", "job": "proxysql_ha_ship", "interval": 0.25,
+        "spool": "/var/lib/proxysql-ha/state/carp", "reconcile_job": "proxysql_ha_reconcile"}}]}
     assert list(rendered) == ["proxysql_ha_engine_conf"]
 
 
@@ -261,3 +262,12 @@ def test_schedule_declares_every_job_with_the_arguments_of_proxysql_ha_jobs(rend
 
     assert {state_id: args(rendered, state_id) for state_id in rendered} == {
         name: ("schedule.present", job) for name, job in expected.items()}
+
+
+def test_the_hook_spools_where_the_engine_listens(render):
+    _, hook_conf = args(render("files"), "proxysql_ha_hook_conf")
+    _, engine_conf = args(render("minion"), "proxysql_ha_engine_conf")
+
+    engine = yaml.safe_load(engine_conf["contents"])["engines"][0]["proxysql_ha"]
+    assert hook_conf["dataset"]["spool_dir"] == engine["spool"]
+    assert hook_conf["dataset"]["reconcile_job"] == engine["reconcile_job"]
