@@ -341,18 +341,18 @@ def timeline(host, asked, promoted, loaded):
 
 PHASES = (
     ("hook", "ucarp's up-script → the hook has checked its arguments and added the VIP"),
-    ("bus", "→ the hook's `run_job` request is on the minion's bus (the hook imports Salt to send it)"),
+    ("bus", "→ the `run_job` request is on the minion's bus (hook → spool and FIFO → engine)"),
     ("dispatch", "→ promote starts (the minion forks the reconcile job, which plans, then promotes; "
                  "or the master's reactor)"),
     ("choose", "promote: choose and verify the newest backup"),
     ("stop", "promote: stop step (a status call: ProxySQL is not running)"),
     ("install", "promote: install the verified copy"),
-    ("start", "promote: lock, role, status again, start ProxySQL until it has loaded the copy"),
+    ("start", "promote: start ProxySQL until it has loaded the copy, schedule, report"),
     ("total", "total: up-script → ProxySQL running"),
 )
 
 
-SHORT = {"hook": "the hook's start", "bus": "the hook's send", "dispatch": "the job's start",
+SHORT = {"hook": "the hook's start", "bus": "the hand-off to the engine", "dispatch": "the job's start",
          "choose": "the choice of backup", "stop": "the stop step", "install": "the install",
          "start": "ProxySQL's start inside promote"}
 
@@ -445,30 +445,30 @@ def explain(p50s, slowest, classic, rpo, profile):
     return [
         "What remains, and why:",
         "",
-        f"- **The hook's send ({stats.fmt(up['bus'], 'ms')}).** The hook is a fresh Python "
-        "process that imports Salt to put two messages on the minion's IPC bus. A fresh "
-        f"`import {SALT_IMPORTS}` took {stats.fmt(profile['imports'], 'ms')} here (median, in "
-        "the lab): Salt's IPC client (`connect_pull` → `ipc_publish_server`) imports "
-        "`salt.transport.tcp`, which imports `salt.master`, `salt.minion`, `salt.pillar`, "
-        "`salt.fileclient` and `requests` (cProfile of the hook's send, Salt 3008.4); connecting "
-        "and sending take a few ms, master up or down. The largest step, all interpreter work.",
+        f"- **The hand-off ({stats.fmt(up['bus'], 'ms')}).** The hook, standard library only, "
+        "drops the transition into the engine's spool and pokes its FIFO; the engine, running "
+        "inside the minion with Salt loaded, wakes and puts `run_job` and the events on the "
+        "bus. The hook used to import Salt to send them itself (it still does when no spool "
+        f"is configured): a fresh `import {SALT_IMPORTS}` takes "
+        f"{stats.fmt(profile['imports'], 'ms')} here (median, in the lab), which was the "
+        "largest step of a failover before the engine relayed it.",
         f"- **Starting the job ({stats.fmt(up['dispatch'], 'ms')}).** The minion forks a job "
         "process for `run_job`; `reconcile` then plans (a ProxySQL status call, the backup "
         "choice, `schedule.list`) before it calls `promote`, which takes the lock and reads the "
         "role again.",
         f"- **Inside promote ({stats.fmt(promote, 'ms')} to ProxySQL running).** On the way "
-        "ProxySQL's status is asked three times (reconcile's plan, restore's stop step, "
-        f"promote's start), about {stats.fmt(up['stop'], 'ms')} each with the stand-in (a "
+        "ProxySQL's status is asked twice (reconcile's plan, restore's stop step), about "
+        f"{stats.fmt(up['stop'], 'ms')} each with the stand-in (a "
         "Python process, through `cmd.run_all`); the copy is verified and installed in "
         f"{stats.fmt((up['choose'] or 0) + (up['install'] or 0), 'ms')}; the rest is the "
         "stand-in's own start, which the classic up-script pays too (its whole run: "
         f"{stats.fmt(classic['p50_ms'], 'ms')} p50, with no check of any kind).",
         f"- **Master down ({stats.fmt(down['total'], 'ms')} vs {stats.fmt(up['total'], 'ms')}, "
         "p50).** The same path: the reconcile job promotes (with the master up it won the "
-        f"race in {runs - profile['reactor']} of {runs}). The hook's "
-        f"send took {stats.fmt(down['bus'], 'ms')} and the job's start "
-        f"{stats.fmt(down['dispatch'], 'ms')}: imports and a fork, CPU-bound, so these follow "
-        "the machine's load at the time.",
+        f"race in {runs - profile['reactor']} of {runs}). The hand-off "
+        f"took {stats.fmt(down['bus'], 'ms')} and the job's start "
+        f"{stats.fmt(down['dispatch'], 'ms')}: a fork and short Python work, CPU-bound, so "
+        "these follow the machine's load at the time.",
         f"- **The slowest failovers** (master up {slower(p50s, slowest, 'up')}; master down "
         f"{slower(p50s, slowest, 'down')}): the same steps as the others, each of them CPU "
         "work (imports, forks, short-lived Python processes) on cores the whole lab shares.",
@@ -478,12 +478,9 @@ def explain(p50s, slowest, classic, rpo, profile):
         "(0.2 s in the lab: no write for that long), the backup and its checks, one ssh "
         "connection and the sha256 check on arrival.",
         "",
-        "What would remove most of it (product changes, not made here): let the hook hand the "
-        "transition to the minion without importing Salt (the engine, already running inside "
-        "the minion with Salt loaded, could wait on a FIFO or a trigger file the hook writes, "
-        "and fire `run_job` and the events itself), have that request run `promote` directly "
-        "rather than `reconcile` (promote is level-triggered and checks the role under the lock "
-        "anyway), and let promote start ProxySQL without asking its status again after the "
-        "restore stopped it.",
+        "What could go further: the status calls belong to the stand-in (a Python process per "
+        "call); a real `service proxysql status` is cheaper. Running `promote` directly "
+        "instead of `reconcile` would save the plan's status call, but `reconcile` is what "
+        "lets one request serve a MASTER and a BACKUP alike.",
         "",
     ]
