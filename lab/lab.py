@@ -94,18 +94,25 @@ class Lab:
     # ---- life cycle -----------------------------------------------------------------------
 
     def __enter__(self):
-        signal.signal(signal.SIGTERM, _interrupt)
-        signal.signal(signal.SIGHUP, _interrupt)
+        self._handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
         try:
             self.start()
         except BaseException as exc:
-            self.teardown(failed=not isinstance(exc, KeyboardInterrupt))
+            self._leave(failed=not isinstance(exc, KeyboardInterrupt))
             raise
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        self.teardown(failed=exc_type is not None and not issubclass(exc_type, KeyboardInterrupt))
+        self._leave(failed=exc_type is not None and not issubclass(exc_type, KeyboardInterrupt))
         return False
+
+    def _leave(self, failed):
+        """Tear down, then give SIGTERM and SIGHUP back to whoever had them before the lab."""
+        try:
+            self.teardown(failed=failed)
+        finally:
+            for sig, handler in self._handlers.items():
+                signal.signal(sig, handler)
 
     def start(self):
         """Build everything and bring the pair up: A MASTER with ProxySQL running, B BACKUP."""
