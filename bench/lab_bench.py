@@ -33,6 +33,7 @@ from pathlib import Path
 from bench import stats
 from lab import Lab, LabTimeout, LabUnavailable, netns
 from lab.hosts import generation, newest_after
+from lab.timeline import first, restored, stepped
 from tests.support import sshd
 
 CLASSIC = Path(__file__).resolve().parent / "classic"
@@ -94,18 +95,10 @@ def p50_of(rows, key):
     return stats.percentile([row[key] for row in rows if row.get(key) is not None], 50)
 
 
-def first(events, since, test=lambda data: True):
-    """The first recorded event at or after ``since`` whose data passes ``test``, or None."""
-    return next((e for e in events if e["t"] >= since and test(e["data"])), None)
 
 
-def stepped(host, since, direction):
-    """Epoch time of the first ucarp ``up``/``down`` script run on ``host`` after ``since``."""
-    return next((t for t, d in host.transitions() if t >= since and d == direction), None)
 
 
-def restored(data):
-    return bool((data.get("restore") or {}).get("restored"))
 
 
 def asked_for(job):

@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 from lab import Lab, LabUnavailable  # noqa: E402
 from lab.netns import require  # noqa: E402
 from lab.hosts import generation, newest_after  # noqa: E402
+from lab.timeline import first, restored, stepped  # noqa: E402
 
 ARRIVAL_SECONDS = 30
 FAILOVER_SECONDS = 40
@@ -56,18 +57,10 @@ def show(text):
 # ---- reading what happened --------------------------------------------------------------
 
 
-def first(events, since, test=lambda data: True):
-    """The first recorded event at or after ``since`` whose data passes ``test``, or None."""
-    return next((e for e in events if e["t"] >= since and test(e["data"])), None)
 
 
-def restored(data):
-    return bool((data.get("restore") or {}).get("restored"))
 
 
-def stepped(host, since, direction):
-    """Epoch time of the first ucarp ``up``/``down`` script run on ``host`` after ``since``."""
-    return next((t for t, d in host.transitions() if t >= since and d == direction), None)
 
 
 def route(lab, host, since):

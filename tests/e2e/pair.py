@@ -11,6 +11,7 @@ import json
 import time
 
 from lab.hosts import generation
+from lab.timeline import first, restored
 from saltext.proxysql_ha.utils.proxysql_ha_store import TMP_PREFIX, read_manifest, sha256_file
 from tests.support import proxysql_db
 
@@ -23,19 +24,10 @@ STEP_DOWN_EVERY = 10  # seconds between two planned switchovers while settling
 # ---- when things happened ---------------------------------------------------------------
 
 
-def first(events, since, test=lambda data: True):
-    """The first recorded event at or after ``since`` (epoch) whose data passes ``test``."""
-    return next((e for e in events if e["t"] >= since and test(e["data"])), None)
 
 
-def restored(data):
-    """Whether a ``proxysql_ha/promoted`` report says a backup was restored."""
-    return bool((data.get("restore") or {}).get("restored"))
 
 
-def script_ran(host, since, direction):
-    """Epoch time of the first ucarp ``up``/``down`` script run on ``host`` after ``since``."""
-    return next((t for t, d in host.transitions() if t >= since and d == direction), None)
 
 
 def ms(seconds):

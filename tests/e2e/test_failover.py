@@ -7,11 +7,11 @@ import time
 
 import pytest
 
+from lab.timeline import stepped
 from tests.e2e.pair import (
     change_arrives,
     ms,
     row_counts,
-    script_ran,
     switch_over,
     wait_takeover,
     without_uuid,
@@ -26,7 +26,7 @@ def test_when_a_dies_b_runs_proxysql_on_the_configuration_a_saved_last(lab, summ
     died = time.time()
     a.kill()
     promoted = wait_takeover(lab, b, died)
-    up = script_ran(b, died, "up")
+    up = stepped(b, died, "up")
     started = b.loaded()["started"]
     assert promoted["data"]["restore"]["chosen"] == copy
     assert without_uuid(b.config()) == without_uuid(saved)
@@ -58,7 +58,7 @@ def test_b_converges_when_a_dies_while_the_salt_master_is_down(lab, summary):
         died = time.time()
         a.kill()
         promoted = wait_takeover(lab, b, died)
-        up = script_ran(b, died, "up")
+        up = stepped(b, died, "up")
         assert without_uuid(b.config()) == without_uuid(saved)
         assert not lab.master.running()
     finally:

@@ -12,15 +12,14 @@ import time
 
 import pytest
 
+from lab.timeline import first, stepped
 from tests.e2e.pair import (
     ARRIVAL_SECONDS,
     TAKEOVER_SECONDS,
     active,
     change_arrives,
     copy_config,
-    first,
     ms,
-    script_ran,
     switch_over,
     wait_takeover,
     without_uuid,
@@ -61,7 +60,7 @@ def test_split_brain_alerts_on_both_and_the_winner_keeps_its_configuration(lab, 
     status, _ = winner.salt_call("proxysql_ha.status")
     assert without_uuid(winner.config()) == without_uuid(saved[winner.name])
     assert (status["live"]["name"], status["live"]["node"]) == (newest, winner.minion_id)
-    summary(f"split brain: B MASTER {ms(script_ran(b, cut, 'up') - cut)} after the cut; "
+    summary(f"split brain: B MASTER {ms(stepped(b, cut, 'up') - cut)} after the cut; "
             f"{winner.name.upper()} won, {loser.name.upper()} BACKUP {ms(settled - healed)} after "
             f"the link returned; the winner's copy on the loser {ms(received - healed)} after it")
 

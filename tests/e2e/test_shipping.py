@@ -12,10 +12,10 @@ import pytest
 
 from lab import netns
 from lab.hosts import generation, newest_after
+from lab.timeline import first, restored
 from tests.e2e.pair import (
     ARRIVAL_SECONDS,
     change_arrives,
-    first,
     intact,
     ms,
     newest_generation,
@@ -73,7 +73,7 @@ def test_shipping_to_a_peer_without_sshd_fails_clearly_retries_alerts_and_loses_
     finally:
         b.start_sshd()
     resumed = time.time()
-    name = wait_copy_of(lab, b, saved, before, RETRY_SECONDS)
+    wait_copy_of(lab, b, saved, before, RETRY_SECONDS)
     print("ship error:", shipped["error"])
     assert shipped["ok"] is False and generation(shipped["failed_name"]) > before
     assert failures[0]["data"]["name"] == failures[1]["data"]["name"] == shipped["failed_name"]
@@ -174,4 +174,4 @@ def _no_partial_copy(host, since_generation):
 def _promotions(host, since):
     """Names of the backups restored by ``host``'s promotions after ``since``."""
     return [e["data"]["restore"]["chosen"] for e in host.events("proxysql_ha/promoted")
-            if e["t"] >= since and (e["data"].get("restore") or {}).get("restored")]
+            if e["t"] >= since and restored(e["data"])]
