@@ -257,9 +257,9 @@ def _start(conf, running=None):
     return True
 
 
-def _stop(conf):
-    """Stop ProxySQL if it runs; True when it was stopped now."""
-    if not _running(conf):
+def _stop(conf, running=None):
+    """Stop ProxySQL if it runs (``running``: already known); True when stopped now."""
+    if not (running if running is not None else _running(conf)):
         return False
     _service(conf, "stop")
     _wait_for(conf, False)
@@ -880,8 +880,12 @@ def restore(name=None, test=False, start=True):
         return _restore(conf, name=name, test=test, start=start)
 
 
-def _restore(conf, name=None, test=False, start=True, min_generation=0, pick=None):
-    """``pick``: the ``(chosen, rejected)`` of a :func:`_choose` made under this lock."""
+def _restore(conf, name=None, test=False, start=True, min_generation=0, pick=None,
+             running=None):
+    """
+    ``pick``: the ``(chosen, rejected)`` of a :func:`_choose` made under this lock;
+    ``running``: whether ProxySQL runs, when the caller just asked.
+    """
     begin = time.monotonic()
     chosen, rejected = pick or _choose(conf, name=name, min_generation=min_generation)
     steps = {"choose": _ms(begin)}
@@ -904,7 +908,7 @@ def _restore(conf, name=None, test=False, start=True, min_generation=0, pick=Non
         return report
     owner = _owner(conf)
     mark = time.monotonic()
-    report["stopped"] = _stop(conf)
+    report["stopped"] = _stop(conf, running)
     steps["stop"] = _ms(mark)
     mark = time.monotonic()
     try:
@@ -1103,7 +1107,8 @@ def _transition(what, vhid=None, interface=None):
 def _promote_steps(conf, report, plan):
     if plan["pick"] is not None:
         try:
-            report["restore"] = _restore(conf, start=False, pick=plan["pick"])
+            report["restore"] = _restore(conf, start=False, pick=plan["pick"],
+                                         running=plan["running"])
         except CommandExecutionError as exc:
             report["errors"].append(str(exc))
     mark = time.monotonic()
@@ -1123,7 +1128,7 @@ def _demote_steps(conf, report, plan):
     report["stopped"] = False
     if conf["stop_on_backup"] and plan["running"]:
         try:
-            report["stopped"] = _stop(conf)
+            report["stopped"] = _stop(conf, running=True)
         except CommandExecutionError as exc:
             report["errors"].append(str(exc))
     previous = _state(conf, ROLE_STATE) or {}
