@@ -13,7 +13,8 @@ import sqlite3
 import uuid as uuidlib
 from pathlib import Path
 
-SCHEMA_VERSIONS = ("3.0.1", "2.7.2")
+# Every shared schema file, oldest first (see <shared>/proxysql/SCHEMAS.md).
+SCHEMA_VERSIONS = ("2.0.18", "2.4.8", "2.5.5", "2.6.6", "2.7.2", "3.0.1")
 
 # A few of the global variables a real installation carries.
 GLOBAL_VARIABLES = (
@@ -49,7 +50,7 @@ def read_schema(path):
 
 
 def schema_path(shared_dir, version):
-    """Path of the shared schema file for ProxySQL ``version`` (``"3.0.1"`` or ``"2.7.2"``)."""
+    """Path of the shared schema file for ProxySQL ``version`` (one of ``SCHEMA_VERSIONS``)."""
     if version not in SCHEMA_VERSIONS:
         raise ValueError(f"unknown ProxySQL schema version {version!r}; known: {', '.join(SCHEMA_VERSIONS)}")
     return Path(shared_dir) / "proxysql" / f"schema-{version}.sql"
@@ -119,7 +120,8 @@ def build_db(path, statements, *, users=3, rules=2, servers=2, hostgroups=2, uui
 
     All tables of ``statements`` are created; ``mysql_servers``, ``mysql_replication_hostgroups``,
     ``mysql_users``, ``mysql_query_rules``, ``global_variables``, ``global_settings`` and
-    ``proxysql_servers`` get rows (``scheduler`` and the rest stay empty), all in one transaction.
+    ``proxysql_servers`` get rows (``scheduler`` and the rest stay empty), all in one transaction;
+    a table the version does not have (2.0.18's missing ``global_settings``) is skipped.
     ``seed`` makes passwords and default hostgroups reproducible. ``path`` must not exist yet.
     """
     path = Path(path)
@@ -148,7 +150,10 @@ def build_db(path, statements, *, users=3, rules=2, servers=2, hostgroups=2, uui
             ("global_settings", ("variable_name", "variable_value"), [("uuid", uuid)]),
             ("proxysql_servers", ("hostname", "port", "weight", "comment"), proxysql_server_rows()),
         )
+        present = {table_name(s) for s in statements}
         for table, columns, rows in inserts:
+            if table not in present:
+                continue  # e.g. 2.0.18 has no global_settings
             conn.executemany(
                 f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({_marks(len(columns))})", rows
             )

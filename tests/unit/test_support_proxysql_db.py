@@ -31,7 +31,22 @@ def test_schema_files_hold_proxysql_table_counts(schema_sql):
     assert set(schema_sql("2.7.2")) <= set(schema_sql("3.0.1"))
 
 
-@pytest.mark.parametrize("version", ["3.0.1", "2.7.2"])
+@pytest.mark.parametrize(
+    ("version", "tables"),
+    [("2.0.18", 16), ("2.4.8", 17), ("2.5.5", 18), ("2.6.6", 19), ("2.7.2", 19), ("3.0.1", 29)],
+)
+def test_every_shared_schema_version_loads(shared_dir, version, tables):
+    assert version in proxysql_db.SCHEMA_VERSIONS
+    assert proxysql_db.schema_path(shared_dir, version).name == f"schema-{version}.sql"
+    assert len(proxysql_db.load_schema(shared_dir, version)) == tables
+
+
+def test_unknown_schema_version_is_refused(shared_dir):
+    with pytest.raises(ValueError, match="2.0.18, 2.4.8"):
+        proxysql_db.schema_path(shared_dir, "1.4.0")
+
+
+@pytest.mark.parametrize("version", proxysql_db.SCHEMA_VERSIONS)
 def test_built_db_keeps_proxysql_ddl_byte_identical(tmp_path, schema_sql, version):
     statements = schema_sql(version)
     path = tmp_path / "proxysql.db"
