@@ -111,6 +111,19 @@ def test_start_adds_the_newer_versions_tables(standin, schema_sql):
     assert (report["recreated"], report["uuid"], report["config"]["mysql_users"]) == ([], uuid, 3)
 
 
+def test_start_migrates_an_old_file_with_the_upgrades_beside_the_schema(standin, schema_sql):
+    proxysql_db.build_db(standin.db, schema_sql("2.0.18"), users=4, rules=3)
+    before = proxysql_db.dump_config(standin.db)
+    assert standin.run("start").returncode == 0
+    report = standin.loaded()
+    assert report["migrated"] == ["mysql_users", "mysql_query_rules", "restapi_routes"]
+    assert report["recreated"] == [] and "global_settings" in report["created"]
+    assert (report["config"]["mysql_users"], report["config"]["mysql_query_rules"]) == (4, 3)
+    after = proxysql_db.dump_config(standin.db)
+    assert after["mysql_users_v200"] == before["mysql_users"]
+    assert after["global_settings"] == [("uuid", report["uuid"])]
+
+
 def test_start_fails_fast_when_the_db_cannot_be_opened(standin):
     standin.db.mkdir()
     result = standin.run("start")

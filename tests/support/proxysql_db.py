@@ -8,6 +8,7 @@ Standard library only, and no pytest: ``proxysql_standin.py`` imports it too.
 """
 
 import hashlib
+import json
 import random
 import sqlite3
 import uuid as uuidlib
@@ -169,20 +170,120 @@ def create_tables(conn, statements):
         conn.execute(statement)
 
 
-def apply_startup_rule(conn, statements):
-    """Do what ProxySQL does to its disk tables at start-up; return ``{"created": [...], "recreated": [...]}``.
+UPGRADES_FILE = "upgrades.json"
 
-    A missing table is created; a table whose ``sqlite_master.sql`` differs from the built-in
-    statement is dropped and created empty (ProxySQL's ``check_and_build_table``).
+# Where ProxySQL's copy (lib/ProxySQL_Admin_Disk_Upgrade.cpp, tag 3.0.1) is not "the common
+# columns by name", keyed by the renamed table: old columns it copies into a new name, old
+# columns it leaves out, and the table it (wrongly) copies from.
+COPY_RENAMES = {"restapi_routes_v2015": {"interval_ms": "timeout_ms"}}  # disk_upgrade_rest_api_routes()
+COPY_LEAVES_OUT = {  # disk_upgrade_mysql_query_rules(): the column lists of its INSERT ... SELECT
+    "mysql_query_rules_v140b": ("next_query_flagIN",),
+    "mysql_query_rules_v141": ("next_query_flagIN", "OK_msg"),
+    "mysql_query_rules_v200e": ("cache_timeout",),
+}
+COPY_FROM = {"mysql_query_rules_v40a": "mysql_query_rules_v140a"}  # its V1_4_0a bug: that table is gone
+
+
+def upgrades_path(schema_file):
+    """``upgrades.json`` beside a shared ``schema-<version>.sql`` file."""
+    return Path(schema_file).with_name(UPGRADES_FILE)
+
+
+def load_upgrades(path):
+    """The ``tables`` mapping of an ``upgrades.json`` file: ``{table: [{"ddl", "renamed_to", "note"}, ...]}``."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))["tables"]
+
+
+def _columns(conn, table):
+    """Column names of ``table`` in order."""
+    return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def copy_statement(conn, table, renamed):
+    """ProxySQL's ``INSERT INTO table(...) SELECT ... FROM renamed`` for one migration.
+
+    upgrades.json gives each old layout and its ``renamed_to`` but not the copy statement, so
+    the column list is derived: every column of the new ``table`` that the old one also has, by
+    name, in the new table's order. ProxySQL writes each list by hand; where that list differs
+    from "common by name" the difference is written above (``COPY_RENAMES``, ``COPY_LEAVES_OUT``,
+    ``COPY_FROM``). Still different: ProxySQL's copies that transform a value (the
+    ``COALESCE(comment,'')`` of ``mysql_replication_hostgroups_v122``) copy it unchanged here, so a
+    NULL there fails the copy, and a ``SELECT *`` whose widths differ, which fails in ProxySQL,
+    succeeds here.
     """
-    done = {"created": [], "recreated": []}
+    renames = COPY_RENAMES.get(renamed, {})
+    left_out = COPY_LEAVES_OUT.get(renamed, ())
+    old = [c for c in _columns(conn, renamed) if c not in left_out]
+    pairs = [(renames.get(c, c), c) for c in old]
+    new = set(_columns(conn, table))
+    pairs = [(target, source) for target, source in pairs if target in new]
+    targets = ",".join(target for target, _ in pairs)
+    sources = ",".join(source for _, source in pairs)
+    return f"INSERT INTO {table}({targets}) SELECT {sources} FROM {COPY_FROM.get(renamed, renamed)}"
+
+
+def _stored_sql(conn, name):
+    row = conn.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone()
+    return None if row is None else row[0]
+
+
+def _logged(conn, table, statement):
+    """Run ``statement()``'s SQL; log a failure and go on, as ProxySQL's ``SQLite3DB::execute`` does."""
+    try:
+        conn.execute(statement())
+    except sqlite3.Error as exc:
+        print(f"proxysql-standin: upgrading {table}: {exc}", flush=True)
+
+
+def migrate(conn, statements, upgrades):
+    """ProxySQL's ``disk_upgrade_*()`` (lib/ProxySQL_Admin_Disk_Upgrade.cpp); return the migrated tables.
+
+    For each table of ``statements`` whose ``sqlite_master.sql`` equals exactly one of its older
+    layouts in ``upgrades``: ``DROP TABLE IF EXISTS <renamed_to>``, ``ALTER TABLE ... RENAME TO
+    <renamed_to>``, the current ``CREATE TABLE``, and the ``INSERT ... SELECT`` copy, each its own
+    statement. As in ProxySQL a failing statement is only logged (``SQLite3DB::execute`` returns
+    false) and the next one runs; the renamed table stays in the file.
+    """
+    current = {table_name(s): s for s in statements}
+    migrated = []
+    for name, layouts in (upgrades or {}).items():
+        if name not in current:
+            continue
+        stored = _stored_sql(conn, name)
+        for layout in layouts:
+            if stored != layout["ddl"]:
+                continue
+            renamed = layout["renamed_to"]
+            _logged(conn, name, lambda: f"DROP TABLE IF EXISTS {renamed}")
+            _logged(conn, name, lambda: f"ALTER TABLE {name} RENAME TO {renamed}")
+            _logged(conn, name, lambda: current[name])
+            _logged(conn, name, lambda: copy_statement(conn, name, renamed))
+            migrated.append(name)
+            break
+    return migrated
+
+
+def apply_startup_rule(conn, statements, upgrades=None):
+    """Do what ProxySQL does to its disk tables at start-up; return ``{"migrated", "created", "recreated"}``.
+
+    ``ProxySQL_Admin::init()`` (lib/Admin_Bootstrap.cpp in 3.0.1) first runs the ``disk_upgrade_*()``
+    migrations (``migrate``; ``upgrades`` is ``load_upgrades()``'s mapping, None for none), then
+    ``check_and_build_standard_tables()``: a missing table is created; a table whose
+    ``sqlite_master.sql`` differs from the built-in statement is dropped and created empty
+    (``check_and_build_table``, lib/sqlite3db.cpp); a table not in ``statements`` is left alone.
+    Statement by statement in autocommit, as ProxySQL runs them: no wrapping transaction, so a
+    crash between two statements leaves the file half done, as it would with ProxySQL.
+    """
+    if conn.in_transaction:
+        raise ValueError("apply_startup_rule runs statement by statement; commit the open transaction first")
+    done = {"migrated": migrate(conn, statements, upgrades), "created": [], "recreated": []}
     for statement in statements:
         name = table_name(statement)
-        row = conn.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone()
-        if row is None:
+        stored = _stored_sql(conn, name)
+        if stored is None:
             done["created"].append(name)
-        elif row[0] != statement:
-            conn.execute(f"DROP TABLE {name}")
+        elif stored != statement:
+            conn.execute(f"DROP TABLE IF EXISTS {name}")
             done["recreated"].append(name)
         else:
             continue

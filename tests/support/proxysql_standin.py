@@ -3,8 +3,10 @@
 
 It does only what matters to a tool that manages ProxySQL's configuration file: it runs as
 a daemon with a pid file, opens ``<datadir>/proxysql.db`` at start-up and applies ProxySQL's
-start-up rule to it (a missing table is created; a table whose DDL text differs from the
-built-in one is dropped and created empty; ``global_settings`` keeps or gets a ``uuid``),
+start-up rule to it, statement by statement (the ``disk_upgrade_*()`` migrations listed in the
+``upgrades.json`` beside ``--schema``; then a missing table is created, a table whose DDL text
+differs from the built-in one is dropped and created empty, an unknown table is left alone;
+``global_settings`` keeps or gets a ``uuid``),
 reports what it loaded in ``<datadir>/standin-loaded.json``, keeps the database open, and
 exits on SIGTERM. It serves no MySQL traffic and has no admin interface.
 
@@ -62,7 +64,9 @@ def is_standin(pid):
         cmdline = (proc / "cmdline").read_bytes()
     except OSError:
         return False
-    return state != "Z" and Path(__file__).stem.encode() in cmdline
+    # a whole argv word naming this file: not "test_proxysql_standin.py" in a pytest command line
+    words = {Path(word.decode(errors="replace")).name for word in cmdline.split(b"\0")}
+    return state != "Z" and Path(__file__).name in words
 
 
 def running_pid(pidfile):
@@ -92,13 +96,23 @@ def write_atomically(path, text):
     tmp.replace(path)
 
 
-def load_database(datadir, statements):
-    """Open ``proxysql.db`` and apply ProxySQL's start-up rule; return the connection and the report."""
+def read_upgrades(schema):
+    """The migrations of ``upgrades.json`` beside the ``--schema`` file, or None (logged) when absent."""
+    path = proxysql_db.upgrades_path(schema)
+    if not path.is_file():
+        print(f"proxysql-standin: {path} absent: no disk_upgrade migrations", flush=True)
+        return None
+    return proxysql_db.load_upgrades(path)
+
+
+def load_database(datadir, statements, upgrades=None):
+    """Open ``proxysql.db`` and apply ProxySQL's start-up rule; return the connection and the report.
+
+    Statement by statement, no wrapping transaction, as ``ProxySQL_Admin::init()`` does.
+    """
     conn = proxysql_db.connect(Path(datadir) / "proxysql.db")
-    conn.execute("BEGIN")
-    changes = proxysql_db.apply_startup_rule(conn, statements)
+    changes = proxysql_db.apply_startup_rule(conn, statements, upgrades)
     uuid = proxysql_db.ensure_uuid(conn)
-    conn.execute("COMMIT")
     config = {}
     for statement in statements:
         name = proxysql_db.table_name(statement)
@@ -114,7 +128,7 @@ def serve(args, statements, ready_fd):
         drop_privileges(args.user)
     write_atomically(args.pidfile, f"{os.getpid()}\n")
     try:
-        conn, report = load_database(args.datadir, statements)
+        conn, report = load_database(args.datadir, statements, read_upgrades(args.schema))
         write_atomically(Path(args.datadir) / LOADED_FILE, json.dumps(report, indent=2) + "\n")
         print(f"proxysql-standin: loaded {report['config']} uuid {report['uuid']}", flush=True)
     except BaseException:
