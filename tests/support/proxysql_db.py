@@ -291,16 +291,6 @@ def apply_startup_rule(conn, statements, upgrades=None):
     return done
 
 
-def ensure_uuid(conn):
-    """Return the node's ``global_settings`` uuid, adding a new uuid4 when there is none."""
-    row = conn.execute("SELECT variable_value FROM global_settings WHERE variable_name='uuid'").fetchone()
-    if row:
-        return row[0]
-    new = str(uuidlib.uuid4())
-    conn.execute("INSERT INTO global_settings (variable_name, variable_value) VALUES ('uuid', ?)", (new,))
-    return new
-
-
 def _save(conn, table, rows, marks):
     """One non-atomic save: commit ``DELETE FROM table``, then commit the ``INSERT`` of ``rows``."""
     conn.execute(f"DELETE FROM {table}")  # autocommit: its own transaction, as in SAVE ... TO DISK
@@ -369,3 +359,38 @@ def dump_config(path):
         return config
     finally:
         conn.close()
+
+
+# The tables ProxySQL's start writes into: its default variables and its uuid.
+STARTUP_TABLES = ("global_settings", "global_variables")
+
+
+def startup_variables():
+    """The ``global_variables`` rows ProxySQL's start inserts (the stand-in's ``DEFAULT_VARIABLES``)."""
+    try:
+        from . import proxysql_standin  # imported as tests.support.proxysql_db
+    except ImportError:
+        import proxysql_standin  # as a script, beside it
+    return proxysql_standin.DEFAULT_VARIABLES
+
+
+def without_startup_writes(config):
+    """``config`` (a ``dump_config`` result) without what ProxySQL itself writes at every start.
+
+    That is ``global_settings`` (each node's own Cluster uuid) and every ``global_variables`` row
+    equal to a default that the start ``INSERT OR IGNORE``s (``startup_variables()``). Compare two
+    configurations through this on both sides: a row the operator saved with another value stays
+    and is compared; a default present on one side only (inserted by one node's start) is not a
+    difference, since the other node's start would insert it too.
+    """
+    defaults = set(startup_variables())
+    kept = {table: rows for table, rows in config.items() if table != "global_settings"}
+    if "global_variables" in kept:
+        kept["global_variables"] = [row for row in kept["global_variables"] if tuple(row) not in defaults]
+    return kept
+
+
+def comparable_config(path):
+    """``without_startup_writes(dump_config(path))``: the configuration to compare across a start."""
+    return without_startup_writes(dump_config(path))
+

@@ -230,3 +230,19 @@ def test_the_start_up_rule_leaves_unknown_tables_and_refuses_an_open_transaction
             proxysql_db.apply_startup_rule(conn, schema_sql("3.0.1"))
     finally:
         conn.close()
+
+
+def test_comparisons_leave_out_what_the_start_writes_but_keep_saved_values(small_db):
+    config = proxysql_db.dump_config(small_db)
+    started = {table: list(rows) for table, rows in config.items()}
+    started["global_settings"] = [("uuid", "another-node-uuid")]
+    started["global_variables"] = sorted(set(started["global_variables"]) | set(proxysql_db.startup_variables()))
+    assert proxysql_db.without_startup_writes(started) == proxysql_db.without_startup_writes(config)
+    assert "global_settings" not in proxysql_db.comparable_config(small_db)
+    # a saved value other than the default is compared, and so is its loss
+    changed = dict(started, global_variables=[
+        (name, "64" if name == "mysql-threads" else value) for name, value in started["global_variables"]
+    ])
+    assert proxysql_db.without_startup_writes(changed) != proxysql_db.without_startup_writes(config)
+    lost = dict(config, global_variables=[r for r in config["global_variables"] if r[0] != "mysql-interfaces"])
+    assert proxysql_db.without_startup_writes(lost) != proxysql_db.without_startup_writes(config)
