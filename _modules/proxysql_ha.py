@@ -905,7 +905,12 @@ def _restore(conf, name=None, test=False, start=True, min_generation=0, pick=Non
     try:
         report["pre_restore_copy"] = _install(conf, chosen, owner)
     except CommandExecutionError as exc:
-        started = _start(conf) if start else False
+        try:
+            started = _start(conf) if start else False
+        except CommandExecutionError as start_exc:  # keep both: neither hides the other
+            raise CommandExecutionError(
+                f"{exc}; the current database was left untouched; starting ProxySQL on it: "
+                f"{start_exc}") from exc
         raise CommandExecutionError(
             f"{exc}; the current database was left untouched"
             + ("; ProxySQL was started on it" if started else "")
