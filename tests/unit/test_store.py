@@ -225,39 +225,6 @@ def test_read_manifest_refuses_a_bad_manifest_with_the_reason(backup_dir, write,
         store.read_manifest(str(path))
 
 
-def test_check_manifest_finds_nothing_wrong_with_its_own_manifest():
-    base = name_at(5, 60)
-    assert store.check_manifest(valid_manifest(base), base, NOW) == []
-
-
-@pytest.mark.parametrize(
-    ("changes", "problem"),
-    [
-        ({"name": name_at(5, 120)}, "manifest names"),
-        ({"generation": 4}, "manifest generation 4 differs from the name's 5"),
-        ({"created_ts": NOW + store.FUTURE_SKEW + 1}, "dated in the future"),
-    ],
-    ids=["name", "generation", "future"],
-)
-def test_check_manifest_names_what_does_not_belong_to_the_file(changes, problem):
-    base = name_at(5, 60)
-    problems = store.check_manifest(dict(valid_manifest(base), **changes), base, NOW)
-    assert len(problems) == 1
-    assert problem in problems[0]
-
-
-def test_check_manifest_allows_a_little_clock_skew():
-    base = name_at(5, 60)
-    manifest = valid_manifest(base, created_ts=NOW + store.FUTURE_SKEW - 1)
-    assert store.check_manifest(manifest, base, NOW) == []
-
-
-def test_check_manifest_reports_every_problem():
-    base = name_at(5, 60)
-    manifest = dict(valid_manifest(base), name="other", generation=6, created_ts=NOW + 3600)
-    assert len(store.check_manifest(manifest, base, NOW)) == 3
-
-
 # ---- purging -------------------------------------------------------------------
 
 
