@@ -258,3 +258,12 @@ def test_a_bad_value_is_refused_naming_its_key(changes, key):
 def test_two_of_the_four_directories_being_one_is_refused(changes):
     with pytest.raises(SaltInvocationError, match="four different directories"):
         build_linux(changes)
+
+
+def test_the_inbox_quota_has_sane_defaults_and_is_checked_naming_the_key():
+    assert build_linux({})["inbox_quota"] == {"files": 100, "bytes": 4 << 30}
+    assert build_linux({"inbox_quota": {"files": 20}})["inbox_quota"] == {"files": 20, "bytes": 4 << 30}
+    for bad, key in (({"files": 0}, "inbox_quota:files"), ({"bytes": "lots"}, "inbox_quota:bytes"),
+                     ({"dirs": 1}, "inbox_quota:dirs")):
+        with pytest.raises(SaltInvocationError, match=key):
+            build_linux({"inbox_quota": bad})
