@@ -1069,15 +1069,16 @@ def _prepare(conf, chosen, tmp, node_uuid):
     ``_Unfit`` (try the next backup) when it is not what was judged or fails.
     Returns its content digest.
     """
+    expected = _expected_schema(conf)
     try:
         facts = _u("proxysql_ha_sqlite.write_for_restore")(
-            os.path.join(chosen["dir"], chosen["name"] + ".db"), chosen["sha256"], tmp, node_uuid)
+            os.path.join(chosen["dir"], chosen["name"] + ".db"), chosen["sha256"], tmp, node_uuid,
+            (expected.get("tables") or {}).get("global_settings"))
     except Exception as exc:  # pylint: disable=broad-except  # per candidate: try the next one
         if _u("proxysql_ha_store.is_enospc")(exc):
             raise CommandExecutionError(f"no space left in {conf['datadir']} to restore") from exc
         raise _Unfit(f"its installed copy failed: {type(exc).__name__}: {_printable(exc)}") from exc
-    problem = _u("proxysql_ha_judge.installed_problem")(
-        facts, chosen, _expected_schema(conf), node_uuid)
+    problem = _u("proxysql_ha_judge.installed_problem")(facts, chosen, expected, node_uuid)
     if problem:
         raise _Unfit(f"its installed copy failed its check: {problem}")
     return facts["content_sha256"]

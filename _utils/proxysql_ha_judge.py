@@ -255,7 +255,8 @@ def installed_problem(facts, candidate, expected, node_uuid):
         reason = rule({"size": facts["size"], "sha256": facts["sha256"]}, facts, None)
         if reason:
             return reason
-    if facts["global_settings"].get("uuid") != node_uuid:
+    wanted = node_uuid if "global_settings" in facts["tables"] else None
+    if facts["global_settings"].get("uuid") != wanted:
         return "global_settings.uuid is not this node's after it was put back"
     rows = {t: n for t, n in facts["row_counts"].items() if t != "global_settings"}
     judged = {t: n for t, n in candidate["row_counts"].items() if t != "global_settings"}

@@ -20,9 +20,8 @@ from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "proxysql_ha_sqlite"
 
-# Tables every ProxySQL configuration database of 2.x and 3.x has.
+# Tables every ProxySQL configuration database since 2.0 has (2.0.x has no global_settings).
 REQUIRED_TABLES = (
-    "global_settings",
     "global_variables",
     "mysql_query_rules",
     "mysql_servers",
@@ -272,13 +271,15 @@ def snapshot(source, target, settle, timeout):
     return before
 
 
-def write_for_restore(backup_path, sha256, target, node_uuid):
+def write_for_restore(backup_path, sha256, target, node_uuid, settings_ddl=None):
     """
     Write the backup's bytes, read once and held against the ``sha256`` it was
     judged by, into the (empty, already created) file ``target``; set it to
     ProxySQL's rollback journal (``journal_mode=DELETE``), put this node's own
     ``global_settings.uuid`` back (or drop the peer's, so ProxySQL makes a new
-    one), and return the :func:`inspect` facts of the result.
+    one), and return the :func:`inspect` facts of the result. A file without
+    ``global_settings`` (2.0.x) gets it from ``settings_ddl``, the local
+    ProxySQL's DDL, when given: else ProxySQL creates it and a new uuid.
     """
     data, _st = read_regular(backup_path)
     if hashlib.sha256(data).hexdigest() != sha256:
@@ -295,13 +296,18 @@ def write_for_restore(backup_path, sha256, target, node_uuid):
         if mode != "delete":
             raise InvalidDatabase(f"journal mode stays {mode!r}, not delete")
         dst.execute("BEGIN IMMEDIATE")
-        if node_uuid:
+        has_settings = dst.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'global_settings'").fetchone()
+        if not has_settings and settings_ddl:
+            dst.execute(settings_ddl)
+            has_settings = True
+        if has_settings and node_uuid:
             dst.execute(
                 "INSERT OR REPLACE INTO global_settings (variable_name, variable_value) "
                 "VALUES ('uuid', ?)",
                 (node_uuid,),
             )
-        else:
+        elif has_settings:
             dst.execute("DELETE FROM global_settings WHERE variable_name = 'uuid'")
         dst.execute("COMMIT")
     finally:
