@@ -138,7 +138,7 @@ def bad_db(tmp_path, make_db):
 @pytest.mark.parametrize(
     ("kind", "reason"),
     [
-        ("other-sqlite", "not a ProxySQL configuration database: missing tables global_settings"),
+        ("other-sqlite", "not a ProxySQL configuration database: missing tables global_variables"),
         ("random-bytes", "unreadable as SQLite"),
         ("zero-bytes", "not a ProxySQL configuration database"),
         ("truncated", "malformed"),
