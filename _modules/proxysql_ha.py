@@ -352,7 +352,7 @@ def _inspect(path, cache):
     key = _u("proxysql_ha_sqlite.cache_key")(st)
     if cache is not None and (cache.get(path) or {}).get("key") == key:
         return cache[path]
-    facts = _u("proxysql_ha_sqlite.inspect")(path)
+    facts = _u("proxysql_ha_sqlite.inspect")(path, _u("proxysql_ha_judge.lossy_columns")())
     if cache is not None:
         cache[path] = facts
     return facts

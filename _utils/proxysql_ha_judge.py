@@ -100,6 +100,15 @@ MIGRATIONS = {
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
+def lossy_columns():
+    """``{table: [column]}``: the columns some migration leaves out, to count their values."""
+    found = {}
+    for table, layouts in MIGRATIONS.items():
+        for layout in layouts.values():
+            found.setdefault(table, set()).update(layout["loses"])
+    return {table: sorted(columns) for table, columns in found.items() if columns}
+
+
 def __virtual__():
     return __virtualname__
 

@@ -315,7 +315,7 @@ def write_for_restore(backup_path, sha256, target, node_uuid, settings_ddl=None)
     for suffix in ("-wal", "-shm"):
         if os.path.lexists(target + suffix):
             raise InvalidDatabase(f"SQLite left {os.path.basename(target)}{suffix} beside it")
-    return inspect(target)
+    return inspect(target, check="quick_check")  # its bytes passed integrity_check when judged
 
 
 # ---- one-pass inspection of a candidate ------------------------------------------
@@ -363,12 +363,13 @@ def digests(data):
     return hashlib.sha256(data).hexdigest(), content.hexdigest()
 
 
-def inspect(path):
+def inspect(path, value_columns=None, check="integrity_check"):
     """
     Every fact the judge needs about one candidate, from one read of the file
     and one open of its bytes in memory (writable there, so ``integrity_check``
     verifies CHECK and NOT NULL constraints too, which it skips on a read-only
-    file). ``sqlite_error`` says why the bytes are no SQLite database (the
+    file). ``value_columns``: ``{table: [column]}`` whose non-NULL values are
+    counted (``value_counts``). ``sqlite_error`` says why the bytes are no SQLite database (the
     judge weighs it after size and sha256). Raises OSError or ``InvalidDatabase``
     when the file itself cannot be read.
     """
@@ -388,7 +389,7 @@ def inspect(path):
     try:
         conn.deserialize(bytes(image))
         del image
-        facts.update(_sqlite_facts(conn))
+        facts.update(_sqlite_facts(conn, value_columns or {}, check))
     except (sqlite3.Error, MemoryError, OverflowError) as exc:
         facts["sqlite_error"] = f"{type(exc).__name__}: {exc}"
     finally:
@@ -401,8 +402,8 @@ def cache_key(st):
     return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def _sqlite_facts(conn):
-    result = conn.execute("PRAGMA integrity_check").fetchall()
+def _sqlite_facts(conn, value_columns, check):
+    result = conn.execute(f"PRAGMA {check}").fetchall()
     objects = [
         {"type": t, "name": n, "table": tn, "sql": s}
         for t, n, tn, s in conn.execute(
@@ -420,7 +421,8 @@ def _sqlite_facts(conn):
         "ddl_fingerprint": fingerprint(table_sql),
         "served_fingerprint": fingerprint(served),
         "row_counts": row_counts(conn, table_sql),
-        "value_counts": {name: _value_counts(conn, name) for name in table_sql},
+        "value_counts": {name: _value_counts(conn, name, value_columns[name])
+                         for name in table_sql if value_columns.get(name)},
         "global_settings": _settings(conn, table_sql),
     }
 
@@ -431,8 +433,9 @@ def is_leftover(name, table_sql):
     return bool(sep) and base in table_sql and suffix[:1].isdigit() and suffix.isalnum()
 
 
-def _value_counts(conn, table):
-    columns = [row[1] for row in conn.execute(f'PRAGMA table_info("{_ident(table)}")')]
+def _value_counts(conn, table, wanted):
+    present = [row[1] for row in conn.execute(f'PRAGMA table_info("{_ident(table)}")')]
+    columns = [c for c in present if c in wanted]
     if not columns:
         return {}
     counts = conn.execute(

@@ -368,3 +368,13 @@ def test_inspect_names_migration_leftovers_apart_from_served_tables(make_db):
     assert "mysql_users_v200" in facts["tables"]
     assert "mysql_users_v200" not in facts["served_tables"]
     assert facts["served_fingerprint"] == describe(make_db("clean.db"))["ddl_fingerprint"]
+
+
+def test_inspect_counts_the_values_of_the_columns_asked_for(make_db):
+    db = make_db("backup.db")
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE mysql_query_rules SET comment = 'x' WHERE rowid = (SELECT MIN(rowid) FROM mysql_query_rules)")
+    conn.commit()
+    conn.close()
+    facts = psql.inspect(str(db), {"mysql_query_rules": ["comment", "no_such_column"]})
+    assert facts["value_counts"] == {"mysql_query_rules": {"comment": 1}}
