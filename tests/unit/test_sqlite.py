@@ -312,25 +312,25 @@ def test_write_for_restore_installs_a_wal_database_with_the_rollback_journal(tmp
 # ---- inspection -------------------------------------------------------------------
 
 
+def run_sql(db, *statements):
+    """Run ``statements`` on the database ``db`` and commit."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        for statement in statements:
+            conn.execute(statement)
+        conn.commit()
+
+
 def test_inspect_finds_a_check_violation_that_a_read_only_check_misses(make_db):
     db = make_db("backup.db")
-    conn = sqlite3.connect(db)
-    conn.execute("PRAGMA ignore_check_constraints=ON")
-    conn.execute("UPDATE mysql_servers SET weight = -5")
-    conn.commit()
-    conn.close()
+    run_sql(db, "PRAGMA ignore_check_constraints=ON", "UPDATE mysql_servers SET weight = -5")
     assert describe(db)  # the read-only integrity_check sees nothing wrong
     assert "CHECK constraint failed in mysql_servers" in psql.inspect(str(db))["integrity"]
 
 
 def test_inspect_lists_every_object_with_its_sql(make_db):
     db = make_db("backup.db")
-    conn = sqlite3.connect(db)
-    conn.execute("CREATE TRIGGER t AFTER UPDATE ON global_settings BEGIN DELETE FROM mysql_users; END")
-    conn.execute("CREATE VIEW v AS SELECT * FROM mysql_users")
-    conn.execute("CREATE INDEX i ON mysql_users (username)")
-    conn.commit()
-    conn.close()
+    run_sql(db, "CREATE TRIGGER t AFTER UPDATE ON global_settings BEGIN DELETE FROM mysql_users; END",
+            "CREATE VIEW v AS SELECT * FROM mysql_users", "CREATE INDEX i ON mysql_users (username)")
     kinds = {(o["type"], o["name"]) for o in psql.inspect(str(db))["objects"] if o["sql"]}
     assert {("trigger", "t"), ("view", "v"), ("index", "i")} <= kinds
 
@@ -360,10 +360,7 @@ def test_inspect_opens_nothing_but_a_regular_file(tmp_path, make_db, kind):
 
 def test_inspect_names_migration_leftovers_apart_from_served_tables(make_db):
     db = make_db("backup.db")
-    conn = sqlite3.connect(db)
-    conn.execute("CREATE TABLE mysql_users_v200 (x)")
-    conn.commit()
-    conn.close()
+    run_sql(db, "CREATE TABLE mysql_users_v200 (x)")
     facts = psql.inspect(str(db))
     assert "mysql_users_v200" in facts["tables"]
     assert "mysql_users_v200" not in facts["served_tables"]
@@ -372,9 +369,6 @@ def test_inspect_names_migration_leftovers_apart_from_served_tables(make_db):
 
 def test_inspect_counts_the_values_of_the_columns_asked_for(make_db):
     db = make_db("backup.db")
-    conn = sqlite3.connect(db)
-    conn.execute("UPDATE mysql_query_rules SET comment = 'x' WHERE rowid = (SELECT MIN(rowid) FROM mysql_query_rules)")
-    conn.commit()
-    conn.close()
+    run_sql(db, "UPDATE mysql_query_rules SET comment = 'x' WHERE rowid = (SELECT MIN(rowid) FROM mysql_query_rules)")
     facts = psql.inspect(str(db), {"mysql_query_rules": ["comment", "no_such_column"]})
     assert facts["value_counts"] == {"mysql_query_rules": {"comment": 1}}
