@@ -350,15 +350,18 @@ def _inspect(path, cache):
     """The facts of a candidate, from ``cache`` when the file is unchanged since it was inspected."""
     st = os.lstat(path)
     key = _u("proxysql_ha_sqlite.cache_key")(st)
-    if cache is not None and (cache.get(path) or {}).get("key") == key:
-        return cache[path]
-    facts = _u("proxysql_ha_sqlite.inspect")(path, _u("proxysql_ha_judge.lossy_columns")())
+    entry = cache.get(path) if cache is not None else None
+    if isinstance(entry, dict) and entry.get("key") == key and entry.get("format") == FACTS_FORMAT:
+        return entry
+    facts = dict(_u("proxysql_ha_sqlite.inspect")(path, _u("proxysql_ha_judge.lossy_columns")()),
+                 format=FACTS_FORMAT)
     if cache is not None:
         cache[path] = facts
     return facts
 
 
 FACTS_CACHE = "facts.json"
+FACTS_FORMAT = 1  # bump when the inspection's facts change: older entries are inspected again
 
 
 @contextlib.contextmanager

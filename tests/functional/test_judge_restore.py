@@ -189,3 +189,34 @@ def test_status_reports_a_version_skew_as_a_problem_of_its_own(pair):
 
     assert report["proxysql_versions"] == {"local": "3.0.1", "peer": "2.7.2"}
     assert [p for p in report["problems"] if p["kind"] == "version_skew"]
+
+
+def test_a_candidate_judged_at_arrival_is_not_read_again_while_unchanged(pair):
+    """The verdict comes from the cached facts while the file's (dev, inode, size, mtime) stay."""
+    shipped = pair.a.ha.ship()["name"]
+    assert pair.b.ha.list_backups()["incoming"][0]["valid"]
+    cache_file = pair.b.state_dir / "facts.json"
+    cache = json.loads(cache_file.read_text())
+    entry = cache[str(pair.b.inbox_dir / f"{shipped}.db")]
+    assert oct(cache_file.stat().st_mode & 0o777) == "0o600"
+    entry["integrity"] = "marked by the test"  # what only the cache says
+    cache_file.write_text(json.dumps(cache))
+
+    verdict = pair.b.ha.list_backups()["incoming"][0]
+
+    assert verdict["reason"] == "integrity_check failed (with CHECK and NOT NULL): marked by the test"
+
+
+@pytest.mark.parametrize("garbage", ['{"x": "y"}', "[1, 2]", "not json", '{"/no/such": {"key": 1}}'])
+def test_a_damaged_facts_cache_costs_a_read_never_a_verdict(pair, garbage):
+    shipped = pair.a.ha.ship()["name"]
+    pair.b.state_dir.mkdir(parents=True, exist_ok=True)
+    (pair.b.state_dir / "facts.json").write_text(garbage)
+    stale = {str(pair.b.inbox_dir / f"{shipped}.db"): "not facts"}
+    if garbage == '{"x": "y"}':
+        (pair.b.state_dir / "facts.json").write_text(json.dumps(stale))
+
+    report = pair.b.ha.restore()
+
+    assert (report["restored"], report["chosen"]) == (True, shipped), report["rejected"]
+    assert pair.b.running()
