@@ -95,7 +95,7 @@ class Host:
         """Ship to ``peer``: our key may only run its receive command; we know its host key."""
         self.peer = peer
         receive = self.lab.file_root / "proxysql_ha" / "files" / "proxysql-ha-receive"
-        quota = dict(config_defaults("Debian")["inbox_quota"], **peer.pillar().get("inbox_quota", {}))
+        quota = config_defaults("Debian")["inbox_quota"]  # the lab's pillar keeps the defaults
         peer.sshd.authorize(self.public_key, f"{sys.executable} {receive} --max-files {quota['files']} "
                                              f"--max-bytes {quota['bytes']} {peer.node.inbox_dir}")
         self.known_hosts.write_text(peer.sshd.known_hosts_line() + "\n", encoding="utf-8")
