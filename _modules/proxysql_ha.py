@@ -200,70 +200,61 @@ def _read_role(conf):
     return _u("proxysql_ha_carp.vip_role")(interfaces, conf["interface"], conf["vip"])
 
 
-# ---- ProxySQL's service -------------------------------------------------------
+# ---- ProxySQL's service (control and readiness: _utils/proxysql_ha_proxysql.py) ----
+
+
+def _control(conf):
+    """
+    ProxySQL's service actions as plain callables for the control module. Every
+    dunder is looked up here: the utils functions call them back from their own
+    loader context, which has no ``__salt__``.
+    """
+    run_service = _u("proxysql_ha_proxysql.run_service")
+    run_all_function, lookup = __salt__["cmd.run_all"], __salt__.get
+
+    def run_all(argv, timeout):
+        return run_all_function(argv, python_shell=False, ignore_retcode=True, timeout=timeout)
+
+    def verb(name):
+        return lambda: run_service(conf, name, run_all, lookup)
+
+    traffic = _u("proxysql_ha_proxysql.traffic_address")
+    return {"status": verb("status"), "start": verb("start"), "stop": verb("stop"),
+            "traffic": lambda: traffic(conf["proxysql"]["traffic_address"], _live(conf))}
 
 
 def _service(conf, verb):
     """Run ``verb`` (start, stop, status) through pillar commands or ``service.*``."""
-    commands = conf["commands"]
-    if commands["start"]:
-        out = __salt__["cmd.run_all"](
-            commands[verb],
-            python_shell=False,
-            ignore_retcode=True,
-            timeout=conf["service"]["timeout"],
-        )
-        if verb == "status":
-            return out["retcode"] == 0
-        if out["retcode"] != 0:
-            raise CommandExecutionError(
-                f"ProxySQL {verb} command {commands[verb]} failed (exit {out['retcode']}): "
-                f"{(out.get('stderr') or out.get('stdout') or '').strip()}"
-            )
-        return True
-    function = f"service.{verb}"
-    if function not in __salt__:
-        raise CommandExecutionError(
-            f"{function} is not available on this minion (on FreeBSD with Salt 3008, install "
-            "saltext-freebsd), or set proxysql_ha:commands"
-        )
-    result = __salt__[function](conf["service"]["name"])
-    if verb != "status" and not result:
-        raise CommandExecutionError(f"{function} {conf['service']['name']} failed")
-    return bool(result)
+    return _control(conf)[verb]()
 
 
 def _running(conf):
     return _service(conf, "status")
 
 
-def _wait_for(conf, running):
-    deadline = time.monotonic() + conf["service"]["timeout"]
-    while _running(conf) != running:
-        if time.monotonic() >= deadline:
-            state = "start" if running else "stop"
-            raise CommandExecutionError(
-                f"ProxySQL did not {state} within {conf['service']['timeout']:g} s"
-            )
-        time.sleep(0.1)
+def _serving(conf, running):
+    """Whether ProxySQL serves (runs and accepts on its traffic port); None when not known."""
+    if not running:
+        return False if running is False else None
+    address = _control(conf)["traffic"]()
+    if address is None:
+        return None
+    return _u("proxysql_ha_proxysql.accepts")(address) is None
 
 
 def _start(conf, running=None):
-    """Start ProxySQL unless it runs (``running``: already known); True when started now."""
-    if running if running is not None else _running(conf):
-        return False
-    _service(conf, "start")
-    _wait_for(conf, True)
-    return True
+    """Start ProxySQL unless it runs (``running``: already known) and wait until it serves;
+    True when started now."""
+    control = _control(conf)
+    return _u("proxysql_ha_proxysql.start")(
+        control["status"], control["start"], control["traffic"], conf["service"]["timeout"], running)
 
 
 def _stop(conf, running=None):
     """Stop ProxySQL if it runs (``running``: already known); True when stopped now."""
-    if not (running if running is not None else _running(conf)):
-        return False
-    _service(conf, "stop")
-    _wait_for(conf, False)
-    return True
+    control = _control(conf)
+    return _u("proxysql_ha_proxysql.stop")(
+        control["status"], control["stop"], conf["service"]["timeout"], running)
 
 
 # ---- judging backups -------------------------------------------------------------
@@ -1462,6 +1453,11 @@ def status():
         report["proxysql_running"] = _running(conf)
     except CommandExecutionError as exc:
         report["proxysql_running"] = None
+        problems.append({"kind": "proxysql_unknown", "message": str(exc)})
+    try:  # runs and accepts on its traffic port: the configuration is loaded
+        report["proxysql_serving"] = _serving(conf, report["proxysql_running"])
+    except CommandExecutionError as exc:
+        report["proxysql_serving"] = None
         problems.append({"kind": "proxysql_unknown", "message": str(exc)})
     report["live"] = _live_origin(conf)
     report["acting_as"] = (_state(conf, ROLE_STATE) or {}).get("role")

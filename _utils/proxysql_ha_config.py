@@ -71,6 +71,7 @@ def defaults(os_family):
         "stale_after": 120.0,
         "stop_on_backup": True,
         "service": {"name": "proxysql", "timeout": 30.0},
+        "proxysql": {"traffic_address": "auto"},
         "commands": {"start": None, "stop": None, "status": None},
         "schema_fingerprint": None,
         "proxysql_version": None,
@@ -253,6 +254,7 @@ def _check(conf):
     _bool(conf, "stop_on_backup")
     _match(conf, "service:name", _NAME_RE, "a service name")
     _number(conf, "service:timeout", 1, 600)
+    _traffic_address(conf)
     for verb in ("start", "stop", "status"):
         _argv(conf, f"commands:{verb}")
     given = [v for v in ("start", "stop", "status") if conf["commands"][v] is not None]
@@ -267,6 +269,22 @@ def _check(conf):
     _number(conf, "schedule:watch_interval", 0.05, 60)
     _check_peer(conf)
     _check_formula(conf)
+
+
+# host:port, an IPv6 host in brackets; the port is checked for its range below.
+_ADDRESS_RE = re.compile(r"^(?:[A-Za-z0-9_.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):([0-9]{1,5})$")
+
+
+def _traffic_address(conf):
+    """``proxysql:traffic_address``: auto, none, or host:port (IPv6 as [addr]:port)."""
+    value = conf["proxysql"]["traffic_address"]
+    if value in ("auto", "none"):
+        return
+    match = _ADDRESS_RE.fullmatch(value) if isinstance(value, str) else None
+    if not match or not 1 <= int(match.group(1)) <= 65535:
+        _fail("proxysql:traffic_address", value,
+              "must be auto (the first mysql-interfaces entry of the live db), none (wait for "
+              "the process only) or host:port with a port from 1 to 65535 ([::1]:6033 for IPv6)")
 
 
 def _check_peer(conf):

@@ -52,7 +52,9 @@ class Host:
         self.iface = f"veth-{name}"
         self.bridge_port = f"br-{name}"
         self.root = lab.dir / name
-        self.node = Node(self.minion_id, self.root, lab.schema)
+        # its own namespace: the stand-in listens on its db's mysql-interfaces (0.0.0.0:6033),
+        # which the module finds with traffic_address auto, as on a real host
+        self.node = Node(self.minion_id, self.root, lab.schema, traffic_port=None)
         self.spool_dir = self.node.state_dir / "carp"  # the engine relays the hook from here
         self.peer = None
         self.minion_config = self.root / "salt" / "etc" / "minion"
@@ -135,6 +137,7 @@ class Host:
             "settle": 0.2,
             "service": {"timeout": 15},
             "commands": commands,
+            "proxysql": {"traffic_address": "auto"},
             "peer": {"transport": "ssh", "host": self.peer.address, "port": 22, "user": "root",
                      "identity_file": str(self.identity), "known_hosts": str(self.known_hosts),
                      "connect_timeout": 2, "timeout": 20},

@@ -33,6 +33,7 @@ from saltfactories.utils import random_string
 from saltfactories.utils.functional import Loaders
 
 from tests.support import proxysql_db
+from tests.support.proxysql_standin import free_loopback_port
 from tests.support.checkout import clean_copy
 
 # Importing salt installs a handler that buffers every warning until exit and then writes it
@@ -56,11 +57,14 @@ def current_user_and_group():
     return entry.pw_name, grp.getgrgid(entry.pw_gid).gr_name
 
 
-def standin_commands(datadir, schema_file):
-    """The ``commands`` pillar value that runs the ProxySQL stand-in on ``datadir``."""
+def standin_commands(datadir, schema_file, traffic):
+    """The ``commands`` pillar value that runs the ProxySQL stand-in on ``datadir``, listening
+    on ``traffic`` (a loopback ``host:port`` of its own: nodes share this machine)."""
     base = [sys.executable, str(STANDIN)]
     tail = ["--datadir", str(datadir), "--schema", str(schema_file)]
-    return {verb: base + [verb] + tail for verb in ("start", "stop", "status")}
+    commands = {verb: base + [verb] + tail for verb in ("start", "stop", "status")}
+    commands["start"] += ["--traffic", traffic]
+    return commands
 
 
 def stop_standin(pillar):
@@ -80,6 +84,7 @@ def make_node(root, node_id, vip, schema_file, peer, with_db=True):
         proxysql_db.build_db(datadir / "proxysql.db", proxysql_db.read_schema(schema_file),
                              seed=len(node_id))
     user, group = current_user_and_group()
+    traffic = f"127.0.0.1:{free_loopback_port()}"
     return {
         "vhid": 1,
         "interface": "lo",
@@ -96,7 +101,8 @@ def make_node(root, node_id, vip, schema_file, peer, with_db=True):
         "settle_timeout": 5,
         "lock_timeout": 10,
         "service": {"timeout": 10},
-        "commands": standin_commands(datadir, schema_file),
+        "commands": standin_commands(datadir, schema_file, traffic),
+        "proxysql": {"traffic_address": traffic},
         "peer": peer,
     }
 

@@ -8,8 +8,14 @@ A node lives in one directory of its own::
     <root>/ha/incoming/     inbox_dir     (idem)
     <root>/ha/state/        state_dir     (idem)
 
-ProxySQL is ``proxysql_standin.py`` run through the pillar's ``commands``. Standard library
-only, and no pytest, so functional and end-to-end tests can share it.
+ProxySQL is ``proxysql_standin.py`` run through the pillar's ``commands``. On one machine each
+node's stand-in listens on a loopback port of its own (``traffic_port``, passed as the
+stand-in's test-only ``--traffic`` and as the pillar's ``proxysql:traffic_address``, which the
+module probes to know the configuration is loaded); with ``traffic_port=None`` (a node in a
+network namespace of its own) the stand-in listens on its db's ``mysql-interfaces`` and the
+module finds it with ``traffic_address: auto``. ``load_delay``, when set, is the stand-in's
+``--load-delay``. Standard library only, and no pytest, so functional and end-to-end tests can
+share it.
 """
 
 import grp
@@ -17,8 +23,14 @@ import os
 import pwd
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+
+try:
+    from .proxysql_standin import accepts, free_loopback_port, wait_loaded
+except ImportError:  # beside it, as a script
+    from proxysql_standin import accepts, free_loopback_port, wait_loaded
 
 STANDIN = Path(__file__).resolve().parent / "proxysql_standin.py"
 
@@ -35,6 +47,13 @@ class Node:
     name: str
     root: Path
     schema: Path
+    traffic_port: int | None = field(default_factory=free_loopback_port)
+    load_delay: float | None = None
+
+    @property
+    def traffic(self):
+        """``127.0.0.1:<traffic_port>``, or None when the stand-in uses its db's mysql-interfaces."""
+        return None if self.traffic_port is None else f"127.0.0.1:{self.traffic_port}"
 
     @property
     def datadir(self):
@@ -69,11 +88,37 @@ class Node:
     def standin_argv(self, verb):
         """The stand-in's command line for ``verb`` (start, stop, status) on this node."""
         argv = [sys.executable, str(STANDIN), verb, "--datadir", str(self.datadir), "--pidfile", str(self.pidfile)]
-        return argv + ["--schema", str(self.schema)] if verb == "start" else argv
+        if verb != "start":
+            return argv
+        argv += ["--schema", str(self.schema)]
+        if self.traffic:
+            argv += ["--traffic", self.traffic]
+        if self.load_delay is not None:
+            argv += ["--load-delay", f"{self.load_delay:g}"]
+        return argv
 
-    def standin(self, verb):
-        """Run the stand-in's ``verb`` directly (not through the module); return the finished process."""
-        return subprocess.run(self.standin_argv(verb), capture_output=True, text=True, timeout=30, check=False)
+    def standin(self, verb, wait=True):
+        """Run the stand-in's ``verb`` directly (not through the module); return the finished process.
+
+        ``start`` returns at the pid file, before the stand-in has loaded its db (as ProxySQL's
+        does); with ``wait`` this also waits (up to 15 s) until it has loaded and accepts on its
+        traffic port, so that a test sees a settled node.
+        """
+        out = subprocess.run(self.standin_argv(verb), capture_output=True, text=True, timeout=30, check=False)
+        if verb == "start" and wait and out.returncode == 0:
+            self.wait_serving()
+        return out
+
+    def wait_serving(self, timeout=15):
+        """Wait until the stand-in has loaded its db and accepts on its traffic port (when it has
+        one of ours); TimeoutError if not."""
+        deadline = time.monotonic() + timeout
+        wait_loaded(self.datadir, timeout)
+        address = self.traffic
+        while address and not accepts(address):  # no traffic port: its namespace's, not ours
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{self.name}'s stand-in loaded but does not accept on {address}")
+            time.sleep(0.05)
 
     def running(self):
         """Whether this node's ProxySQL stand-in runs."""
@@ -99,6 +144,7 @@ class Node:
             "group": group,
             "service": {"timeout": 15},
             "commands": {verb: self.standin_argv(verb) for verb in ("start", "stop", "status")},
+            "proxysql": {"traffic_address": self.traffic or "auto"},
             "peer": {"transport": "local", "path": str(peer_path)},
         }
         pillar.update(overrides)

@@ -296,6 +296,7 @@ def listen(address):
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        print(f"proxysql-standin: listening on {address}", flush=True)  # logged first: nothing after
         sock.listen(64)
     except (OSError, ValueError) as exc:
         print(f"proxysql-standin: cannot listen on {address}: {exc}", flush=True)
@@ -345,7 +346,6 @@ def serve(args, statements, ready_fd):
     acceptor = threading.Thread(target=accept_until, args=(sock, stop), daemon=True) if sock else None
     if acceptor:
         acceptor.start()
-        print(f"proxysql-standin: listening on {address}", flush=True)
     received = signal.sigwait(stop_signals)
     print(f"proxysql-standin: got signal {received}, stopping", flush=True)
     stop.set()

@@ -213,6 +213,17 @@ BAD = [
     ({"commands": dict(FULL_COMMANDS, stop=[])}, "commands:stop"),
     ({"commands": dict(FULL_COMMANDS, stop=["/usr/sbin/service", ""])}, "commands:stop"),
     ({"commands": dict(FULL_COMMANDS, stop=["/usr/sbin/service", 5])}, "commands:stop"),
+    # ProxySQL's traffic address
+    ({"proxysql": {"traffic_address": "127.0.0.1"}}, "proxysql:traffic_address"),
+    ({"proxysql": {"traffic_address": "127.0.0.1:0"}}, "proxysql:traffic_address"),
+    ({"proxysql": {"traffic_address": "127.0.0.1:65536"}}, "proxysql:traffic_address"),
+    ({"proxysql": {"traffic_address": "::1:6033"}}, "proxysql:traffic_address"),
+    ({"proxysql": {"traffic_address": "host name:6033"}}, "proxysql:traffic_address"),
+    ({"proxysql": {"traffic_address": 6033}}, "proxysql:traffic_address"),
+    ({"proxysql": {"traffic_address": None}}, "proxysql:traffic_address"),
+    ({"proxysql": {"traffic_address": "AUTO"}}, "proxysql:traffic_address"),
+    ({"proxysql": {"traffic": "auto"}}, "proxysql:traffic"),
+    ({"proxysql": "auto"}, "proxysql"),
     # schema fingerprint and schedule
     ({"schema_fingerprint": "not-a-digest"}, "schema_fingerprint"),
     ({"schema_fingerprint": "0123456789abcdef" * 4 + "0"}, "schema_fingerprint"),
@@ -267,3 +278,12 @@ def test_the_inbox_quota_has_sane_defaults_and_is_checked_naming_the_key():
                      ({"dirs": 1}, "inbox_quota:dirs")):
         with pytest.raises(SaltInvocationError, match=key):
             build_linux({"inbox_quota": bad})
+
+
+@pytest.mark.parametrize("value", ["auto", "none", "127.0.0.1:6033", "proxysql1.example.test:6033", "[::1]:6033", "[fd00::5]:1"])
+def test_traffic_address_accepts_auto_none_and_host_port(value):
+    assert build_linux({"proxysql": {"traffic_address": value}})["proxysql"]["traffic_address"] == value
+
+
+def test_traffic_address_defaults_to_auto():
+    assert build_linux({})["proxysql"] == {"traffic_address": "auto"}

@@ -1,0 +1,222 @@
+"""
+ProxySQL control: service commands, readiness.
+
+ProxySQL's start command returns once its daemon has written the pid file
+(src/main.cpp: the parent waits in ``ProxySQL_daemonize_wait_daemon()`` for the
+child's ``daemon_retval_send(0)``, sent in ``ProxySQL_daemonize_phase2()`` just
+after ``daemon_pid_file_create()``), before the daemon loads ``proxysql.db`` in
+``ProxySQL_Main_init_phase2___not_started()``. It opens its MySQL listeners only
+after that, in ``ProxySQL_Main_init_phase3___start_all()``
+(``GloMTH->start_listeners()``). So a ProxySQL that *serves* is one whose
+process runs and whose traffic port accepts a TCP connection: only then is the
+configuration loaded. That is what :func:`start` waits for.
+
+The traffic address (pillar ``proxysql:traffic_address``): ``auto`` is the first
+``mysql-interfaces`` entry of the live db's ``global_variables`` (``0.0.0.0:6033``
+when it is empty or absent, as ``MySQL_Threads_Handler::start_listeners()`` does;
+a wildcard is probed on loopback); ``none`` waits for the process only; or an
+explicit ``host:port``.
+
+No ``__salt__`` here: the module passes the service actions in as callables.
+"""
+
+import os
+import socket
+import sqlite3
+import time
+
+from salt.exceptions import CommandExecutionError
+
+__virtualname__ = "proxysql_ha_proxysql"
+
+DEFAULT_INTERFACES = "0.0.0.0:6033"
+CONNECT_TIMEOUT = 0.5  # seconds per connect attempt; the wait as a whole is service:timeout
+POLL = 0.1
+WILDCARDS = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1", "*": "127.0.0.1"}
+
+
+def __virtual__():
+    return __virtualname__
+
+
+# ---- addresses (pure) ----------------------------------------------------------
+
+
+def parse_address(text):
+    """
+    ``(host, port)`` of ``HOST:PORT`` or ``[IPV6]:PORT``; a wildcard host becomes
+    the loopback address of its family. Raises ValueError naming the text.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"not a HOST:PORT address: {text!r}")
+    host, sep, port = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"not a HOST:PORT address: {text!r} (write an IPv6 host in brackets)")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not a HOST:PORT address: {text!r}")
+    return WILDCARDS.get(host, host), int(port)
+
+
+def first_interface(value):
+    """
+    The first TCP entry of a ``mysql-interfaces`` value (``;``-separated, as
+    ``start_listeners()`` tokenizes it); unix socket paths are skipped; empty or
+    None gives ProxySQL's default ``0.0.0.0:6033``.
+    """
+    entries = [e.strip() for e in (value or "").split(";") if e.strip()]
+    tcp = [e for e in entries if not e.startswith("/")]
+    if entries and not tcp:
+        raise ValueError(f"mysql-interfaces {value!r} has only unix sockets: set "
+                         "proxysql_ha:proxysql:traffic_address to host:port or none")
+    return tcp[0] if tcp else DEFAULT_INTERFACES
+
+
+def read_interfaces(live_db):
+    """``mysql-interfaces`` of the database at ``live_db`` (read-only), or None when absent."""
+    if not os.path.isfile(live_db):
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{live_db}?mode=ro", uri=True, timeout=5)
+        try:
+            row = conn.execute("SELECT variable_value FROM global_variables "
+                               "WHERE variable_name = 'mysql-interfaces'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise CommandExecutionError(
+            f"cannot read mysql-interfaces from {live_db}: {exc}; set "
+            "proxysql_ha:proxysql:traffic_address to host:port or none") from exc
+    return row[0] if row else None
+
+
+def traffic_address(setting, live_db):
+    """
+    ``(host, port)`` to probe for ``setting`` (``auto``, ``none`` or
+    ``host:port``), or None for ``none``.
+    """
+    if setting == "none":
+        return None
+    if setting == "auto":
+        try:
+            return parse_address(first_interface(read_interfaces(live_db)))
+        except ValueError as exc:
+            raise CommandExecutionError(f"traffic address of {live_db}: {exc}") from exc
+    return parse_address(setting)
+
+
+def show(address):
+    """``host:port`` (IPv6 in brackets) for messages."""
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# ---- probes ----------------------------------------------------------------------
+
+
+def accepts(address, timeout=CONNECT_TIMEOUT):
+    """None when a TCP connection to ``address`` is accepted within ``timeout`` s, else the error text."""
+    try:
+        with socket.create_connection(address, timeout=timeout):
+            return None
+    except OSError as exc:
+        return str(exc) or type(exc).__name__
+
+
+# ---- control -----------------------------------------------------------------------
+
+
+def run_service(conf, verb, run_all, salt_function):
+    """
+    Run ``verb`` (start, stop, status) through the pillar's ``commands`` (with
+    ``run_all(argv, timeout)``, Salt's ``cmd.run_all``) or ``service.<verb>``
+    (``salt_function(name)``: the loaded function or None). ``status`` returns
+    whether ProxySQL runs; start and stop return True or raise.
+    """
+    commands = conf["commands"]
+    if commands["start"]:
+        out = run_all(commands[verb], conf["service"]["timeout"])
+        if verb == "status":
+            return out["retcode"] == 0
+        if out["retcode"] != 0:
+            raise CommandExecutionError(
+                f"ProxySQL {verb} command {commands[verb]} failed (exit {out['retcode']}): "
+                f"{(out.get('stderr') or out.get('stdout') or '').strip()}"
+            )
+        return True
+    function = salt_function(f"service.{verb}")
+    if function is None:
+        raise CommandExecutionError(
+            f"service.{verb} is not available on this minion (on FreeBSD with Salt 3008, install "
+            "saltext-freebsd), or set proxysql_ha:commands"
+        )
+    result = function(conf["service"]["name"])
+    if verb != "status" and not result:
+        raise CommandExecutionError(f"service.{verb} {conf['service']['name']} failed")
+    return bool(result)
+
+
+def wait_stopped(status, timeout, clock=time.monotonic, sleep=time.sleep):
+    """Wait until ``status()`` is False, at most ``timeout`` s."""
+    deadline = clock() + timeout
+    while status():
+        if clock() >= deadline:
+            raise CommandExecutionError(f"ProxySQL did not stop within {timeout:g} s")
+        sleep(POLL)
+
+
+def wait_serving(status, address, timeout, clock=time.monotonic, sleep=time.sleep,
+                 probe=accepts):
+    """
+    Wait until ``status()`` is True and, unless ``address`` is None, a TCP
+    connection to ``address`` is accepted; at most ``timeout`` s in all, each
+    connect attempt at most ``CONNECT_TIMEOUT`` s. The error names the address.
+    """
+    deadline = clock() + timeout
+    why = "its process is not running"
+    while True:
+        if status():
+            if address is None:
+                return
+            left = deadline - clock()
+            error = probe(address, max(0.05, min(CONNECT_TIMEOUT, left)))
+            if error is None:
+                return
+            why = f"its process runs but {show(address)} does not accept connections ({error})"
+        if clock() >= deadline:
+            where = f" on {show(address)}" if address else ""
+            raise CommandExecutionError(
+                f"ProxySQL did not start serving{where} within {timeout:g} s: {why}; see "
+                "ProxySQL's log, or check proxysql_ha:proxysql:traffic_address")
+        sleep(POLL)
+
+
+def start(status, start_command, resolve, timeout, running=None):
+    """
+    Start ProxySQL unless it runs (``running``: already known) and wait until it
+    serves; True when started now. ``resolve()`` gives the traffic address (or
+    None), read before the start; when it fails ProxySQL is still started and
+    waited for as a process, then the failure is raised.
+    """
+    if running if running is not None else status():
+        return False
+    try:
+        address, unresolved = resolve(), None
+    except (CommandExecutionError, ValueError) as exc:
+        address, unresolved = None, exc
+    start_command()
+    wait_serving(status, address, timeout)
+    if unresolved is not None:
+        raise CommandExecutionError(f"ProxySQL was started, but whether it serves is unknown: "
+                                    f"{unresolved}") from unresolved
+    return True
+
+
+def stop(status, stop_command, timeout, running=None):
+    """Stop ProxySQL if it runs (``running``: already known); True when stopped now."""
+    if not (running if running is not None else status()):
+        return False
+    stop_command()
+    wait_stopped(status, timeout)
+    return True
