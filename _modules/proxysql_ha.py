@@ -262,93 +262,141 @@ def _stop(conf, running=None):
 
 def _expected_schema(conf):
     """
-    ``(fingerprint, source)`` of the schema the local ProxySQL expects: the
-    pillar's ``schema_fingerprint``, else the live database's (ProxySQL rebuilt
-    it to its own DDL at its last start). ``(None, reason)`` when neither exists.
+    The layout the local ProxySQL serves: ``{"tables": {name: sql}, "fingerprint",
+    "source"}`` from the live database (ProxySQL rewrote its tables at its last
+    start), or the pillar's ``schema_fingerprint`` (``{"fingerprint", "source"}``),
+    or ``{"error": reason}`` when there is neither (ProxySQL never ran here).
     """
     if conf["schema_fingerprint"]:
-        return conf["schema_fingerprint"], "pillar"
+        return {"fingerprint": conf["schema_fingerprint"], "source": "pillar"}
     live = _live(conf)
+    unset = "and proxysql_ha:schema_fingerprint is not set: start ProxySQL once, or set it"
     if not os.path.isfile(live):
-        return None, f"{live} does not exist and proxysql_ha:schema_fingerprint is not set"
+        return {"error": f"{live} does not exist (ProxySQL never ran here) {unset}",
+                "source": None}
     try:
         table_sql = _u("proxysql_ha_sqlite.live_tables")(live)
-    except (sqlite3.Error, OSError) as exc:
-        return None, f"{live} is unreadable ({exc}) and proxysql_ha:schema_fingerprint is not set"
+    except Exception as exc:  # pylint: disable=broad-except  # a bad live db must not stop a failover
+        return {"error": f"{live} is unreadable ({_printable(exc)}) {unset}", "source": None}
     if "mysql_users" not in table_sql:
-        return None, f"{live} has no ProxySQL tables and proxysql_ha:schema_fingerprint is not set"
-    return _u("proxysql_ha_sqlite.fingerprint")(table_sql), "live database"
+        return {"error": f"{live} has no ProxySQL tables {unset}", "source": None}
+    served = {n: s for n, s in table_sql.items()
+              if not _u("proxysql_ha_sqlite.is_leftover")(n, table_sql)}
+    return {"tables": served, "fingerprint": _u("proxysql_ha_sqlite.fingerprint")(served),
+            "source": "live database"}
 
 
-def _judge(directory, base, files, expected, now):
-    """The verdict on one backup: ``valid`` and, when not, the ``reason``."""
-    verdict = {
-        "name": base,
-        "dir": directory,
-        "generation": _u("proxysql_ha_store.parse_name")(base)[0],
-        "created": _u("proxysql_ha_store.utc_iso")(_u("proxysql_ha_store.stamp_ts")(base)),
-        "valid": False,
-        "reason": None,
-    }
-    verdict["reason"] = _problem(directory, base, files, expected, now, verdict)
+def _printable(value):
+    return _u("proxysql_ha_judge.printable")(str(value))
+
+
+def _judge(directory, base, files, expected, now, cache=None):
+    """
+    The verdict on one backup: ``valid`` and, when not, the ``reason``; for a
+    valid one what ProxySQL's start-up will do with its tables. Any failure
+    while reading or judging it rejects this backup, never the caller.
+    """
+    verdict = {"name": base, "dir": directory, "generation": None, "created": None,
+               "valid": False, "reason": None}
+    try:
+        verdict["generation"] = _u("proxysql_ha_store.parse_name")(base)[0]
+        verdict["created"] = _u("proxysql_ha_store.utc_iso")(
+            _u("proxysql_ha_store.stamp_ts")(base))
+        verdict["reason"] = _problem(directory, base, files, expected, now, verdict, cache)
+    except Exception as exc:  # pylint: disable=broad-except  # the fault barrier
+        verdict["reason"] = f"could not be judged: {type(exc).__name__}: {_printable(exc)}"
     verdict["valid"] = verdict["reason"] is None
     return verdict
 
 
-def _problem(directory, base, files, expected, now, verdict):
+def _problem(directory, base, files, expected, now, verdict, cache):
     """The first reason not to trust a backup, or None."""
     if not files["db"]:
         return "database file missing (manifest without data)"
-    db_path = os.path.join(directory, base + ".db")
     try:
         manifest = _u("proxysql_ha_store.read_manifest")(os.path.join(directory, base + ".json"))
     except ValueError as exc:
         return str(exc)
-    problems = _u("proxysql_ha_store.check_manifest")(manifest, base, now)
-    if problems:
-        return problems[0]
-    verdict.update(size=manifest["size"], node_id=manifest["node_id"], created=manifest["created"])
-    digest, size = _u("proxysql_ha_store.sha256_file")(db_path)
-    if size != manifest["size"]:
-        return f"size {size} differs from the manifest's {manifest['size']} (truncated?)"
-    if digest != manifest["sha256"]:
-        return "sha256 differs from the manifest's: the file changed or is corrupt"
+    if manifest["name"] != base:
+        return f"manifest names {_printable(manifest['name'])}, not this file"
+    manifest = dict(manifest, **_u("proxysql_ha_store.name_facts")(base))
+    verdict.update(size=manifest["size"], node_id=_printable(manifest["node_id"]),
+                   created=_printable(manifest["created"]),
+                   proxysql_version=_version(manifest.get("proxysql_version")))
     try:
-        facts = _u("proxysql_ha_sqlite.describe_file")(db_path)
-    except ValueError as exc:
-        return str(exc)
-    if facts["ddl_fingerprint"] != manifest["ddl_fingerprint"]:
-        return "the schema differs from the manifest's"
-    if expected[0] is None:
-        return f"cannot check the schema: {expected[1]}"
-    if facts["ddl_fingerprint"] != expected[0]:
-        return (
-            f"its schema differs from the one the local ProxySQL expects ({expected[1]}): "
-            "a backup from another ProxySQL version would lose tables at start"
-        )
-    if facts["row_counts"] != manifest["row_counts"]:
-        return "row counts differ from the manifest's (torn or swapped copy)"
-    return None
+        facts = _inspect(os.path.join(directory, base + ".db"), cache)
+    except (OSError, ValueError) as exc:
+        return f"unreadable: {_printable(getattr(exc, 'strerror', None) or exc)}"
+    result = _u("proxysql_ha_judge.judge")(manifest, facts, expected, now)
+    verdict.update(sha256=facts["sha256"], row_counts=facts.get("row_counts"),
+                   tables=result["tables"], notes=result["notes"])
+    return result["reason"]
 
 
-def _entries(directory, expected, now, min_generation=0, arrived_after=None):
+def _version(value):
+    return _printable(value) if isinstance(value, str) else None
+
+
+def _inspect(path, cache):
+    """The facts of a candidate, from ``cache`` when the file is unchanged since it was inspected."""
+    st = os.lstat(path)
+    key = _u("proxysql_ha_sqlite.cache_key")(st)
+    entry = cache.get(path) if cache is not None else None
+    if isinstance(entry, dict) and entry.get("key") == key and entry.get("format") == FACTS_FORMAT:
+        return entry
+    facts = dict(_u("proxysql_ha_sqlite.inspect")(path, _u("proxysql_ha_judge.lossy_columns")()),
+                 format=FACTS_FORMAT)
+    if cache is not None:
+        cache[path] = facts
+    return facts
+
+
+FACTS_CACHE = "facts.json"
+FACTS_FORMAT = 1  # bump when the inspection's facts change: older entries are inspected again
+
+
+@contextlib.contextmanager
+def _facts_cache(conf):
+    """
+    The inspected facts of the candidates (``{path: facts}``), kept in the state
+    dir (0600, written atomically) so a backup judged at arrival is not read
+    again at failover. A cache that cannot be read or written is only slower.
+    """
+    path = os.path.join(conf["state_dir"], FACTS_CACHE)
+    loaded = _u("proxysql_ha_store.read_json")(path, {})
+    cache = dict(loaded) if isinstance(loaded, dict) else {}
+    before = dict(cache)
+    yield cache
+    cache = {p: f for p, f in cache.items() if os.path.lexists(p)}
+    if cache != before:
+        try:
+            _u("proxysql_ha_store.write_json")(
+                _u("proxysql_ha_store.ensure_dir")(conf["state_dir"]), FACTS_CACHE, cache)
+        except Exception as exc:  # pylint: disable=broad-except
+            log.warning("proxysql_ha: cannot keep the facts cache %s: %s", path, exc)
+
+
+def _entries(directory, expected, now, min_generation=0, arrived_after=None, cache=None,
+             exclude=()):
     """
     Every backup in ``directory`` newest first, judged lazily: yields verdicts,
     symlinks and incomplete pairs included. Stops below ``min_generation``;
     with ``arrived_after`` (a time), yields only the backups written here
-    after it, whatever their generation.
+    after it, whatever their generation. ``exclude``: names already tried.
     """
     found = _u("proxysql_ha_store.scan")(directory)
     for name in sorted(found["symlinks"]):
         yield {"name": name, "dir": directory, "generation": None, "valid": False,
                "reason": "symlink: never followed"}
     for base in _u("proxysql_ha_store.newest_first")(found["backups"]):
+        if base in exclude:
+            continue
         if arrived_after is not None:
             if _arrival(directory, base) <= arrived_after:
                 continue
         elif _u("proxysql_ha_store.parse_name")(base)[0] < min_generation:
             return
-        yield _judge(directory, base, found["backups"][base], expected, now)
+        yield _judge(directory, base, found["backups"][base], expected, now, cache)
 
 
 def _arrival(directory, base):
@@ -359,7 +407,7 @@ def _arrival(directory, base):
         return 0
 
 
-def _choose(conf, name=None, min_generation=0, stepped_down=None):
+def _choose(conf, name=None, min_generation=0, stepped_down=None, exclude=()):
     """
     The backup to restore (or the one called ``name``): the newest valid one
     in the inbox, else the newest valid one in the outgoing dir, with the
@@ -370,7 +418,8 @@ def _choose(conf, name=None, min_generation=0, stepped_down=None):
     shipped since then are the pair's configuration, newer than this node's
     whatever their generation: after a split brain both sides numbered their
     own copies, so numbers collide. Without such copies, ``min_generation``
-    applies.
+    applies. ``exclude``: names already tried (their installed copy failed).
+    The chosen verdict carries ``retry``, the arguments that choose the next one.
     """
     expected = _expected_schema(conf)
     now = time.time()
@@ -378,17 +427,21 @@ def _choose(conf, name=None, min_generation=0, stepped_down=None):
     arrived = stepped_down if stepped_down is not None and any(
         _arrival(conf["inbox_dir"], base) > stepped_down
         for base in _u("proxysql_ha_store.scan")(conf["inbox_dir"])["backups"]) else None
-    for directory in (conf["inbox_dir"], conf["backup_dir"]):
-        since = arrived if directory == conf["inbox_dir"] else None
-        if arrived is not None and directory == conf["backup_dir"]:
-            break  # the peer's newer copies are all invalid: not one of our own instead
-        for verdict in _entries(directory, expected, now, min_generation, since):
-            if name is not None and verdict["name"] != name:
-                continue
-            if verdict["valid"]:
-                return verdict, rejected
-            rejected.append(verdict)
-    if name is not None and not rejected:
+    with _facts_cache(conf) as cache:
+        for directory in (conf["inbox_dir"], conf["backup_dir"]):
+            since = arrived if directory == conf["inbox_dir"] else None
+            if arrived is not None and directory == conf["backup_dir"]:
+                break  # the peer's newer copies are all invalid: not one of our own instead
+            for verdict in _entries(directory, expected, now, min_generation, since, cache,
+                                    exclude):
+                if name is not None and verdict["name"] != name:
+                    continue
+                if verdict["valid"]:
+                    verdict["retry"] = {"name": name, "min_generation": min_generation,
+                                        "stepped_down": stepped_down}
+                    return verdict, rejected
+                rejected.append(verdict)
+    if name is not None and not rejected and not exclude:
         raise SaltInvocationError(f"no backup named {name!r} in the inbox or the backup dir")
     return None, rejected
 
@@ -765,8 +818,9 @@ def _purge_dir(conf, directory, test, known_valid=None):
         protect = known_valid
     else:
         expected = _expected_schema(conf)
-        protect = next((b for b in ordered
-                        if _judge(directory, b, found["backups"][b], expected, now)["valid"]), None)
+        with _facts_cache(conf) as cache:
+            protect = next((b for b in ordered if _judge(
+                directory, b, found["backups"][b], expected, now, cache)["valid"]), None)
     ages = {b: now - _u(store + "stamp_ts")(b) for b in found["backups"]}
     retention = conf["retention"]
     doomed = [os.path.join(directory, b + ext)
@@ -799,11 +853,12 @@ def list_backups():
     conf = _config()
     expected = _expected_schema(conf)
     now = time.time()
-    return {
-        "expected_schema": {"fingerprint": expected[0], "source": expected[1]},
-        "outgoing": list(_entries(conf["backup_dir"], expected, now)),
-        "incoming": list(_entries(conf["inbox_dir"], expected, now)),
-    }
+    with _facts_cache(conf) as cache:
+        return {
+            "expected_schema": {key: expected.get(key) for key in ("fingerprint", "source", "error")},
+            "outgoing": list(_entries(conf["backup_dir"], expected, now, cache=cache)),
+            "incoming": list(_entries(conf["inbox_dir"], expected, now, cache=cache)),
+        }
 
 
 def verify(name=None):
@@ -903,8 +958,9 @@ def _restore(conf, name=None, test=False, start=True, min_generation=0, pick=Non
     steps["stop"] = _ms(mark)
     mark = time.monotonic()
     try:
-        report["pre_restore_copy"] = _install(conf, chosen, owner)
-    except CommandExecutionError as exc:
+        chosen, report["pre_restore_copy"] = _install_first_fit(conf, chosen, owner, rejected)
+        report["chosen"] = chosen["name"]
+    except Exception as exc:  # pylint: disable=broad-except  # ProxySQL is started whatever failed
         try:
             started = _start(conf) if start else False
         except CommandExecutionError as start_exc:  # keep both: neither hides the other
@@ -942,8 +998,39 @@ def _owner(conf):
     return uid, gid
 
 
+def _install_first_fit(conf, chosen, owner, rejected):
+    """
+    Install ``chosen``; when its installed copy fails its last check (the live
+    database untouched), reject it with the reason and install the next valid
+    backup instead. Returns ``(installed verdict, pre-restore copy)``.
+    """
+    tried = []
+    for _ in range(1000):  # bounded: every round excludes one more backup
+        retry = chosen.pop("retry", None) or {}
+        try:
+            return chosen, _install(conf, chosen, owner)
+        except _Unfit as exc:
+            rejected.append(dict(chosen, valid=False, reason=str(exc)))
+            log.warning("proxysql_ha: %s not installed: %s", chosen["name"], exc)
+        tried.append(chosen["name"])
+        chosen, more = _choose(conf, exclude=tried, **retry)
+        rejected.extend(more)
+        if chosen is None:
+            break
+    raise CommandExecutionError("no valid backup passed its check once installed")
+
+
+class _Unfit(CommandExecutionError):
+    """The installed copy of a backup failed its check; the live database was not touched."""
+
+
 def _install(conf, chosen, owner):
-    """Put a verified backup in place of the live database, atomically."""
+    """
+    Put a verified backup in place of the live database, atomically: its bytes
+    read once and held against the sha256 it was judged by, written out,
+    this node's uuid put back, the rollback journal set (ProxySQL's mode),
+    checked again; only then is the live database replaced.
+    """
     store = "proxysql_ha_store."
     datadir, live = conf["datadir"], _live(conf)
     if not os.path.isdir(datadir):
@@ -951,9 +1038,7 @@ def _install(conf, chosen, owner):
     node_uuid = _u("proxysql_ha_sqlite.live_uuid")(live) if os.path.isfile(live) else None
     tmp = _u(store + "new_tmp")(datadir, ".restore")
     try:
-        _u("proxysql_ha_sqlite.copy_for_restore")(
-            os.path.join(chosen["dir"], chosen["name"] + ".db"), tmp, node_uuid)
-        digest = _u("proxysql_ha_sqlite.content_digest")(tmp)
+        digest = _prepare(conf, chosen, tmp, node_uuid)
         if os.geteuid() == 0:
             os.chown(tmp, *owner)
         os.chmod(tmp, 0o600)
@@ -966,7 +1051,8 @@ def _install(conf, chosen, owner):
             raise CommandExecutionError(f"no space left in {datadir} to restore") from exc
         raise CommandExecutionError(f"restore of {chosen['name']} failed: {exc}") from exc
     finally:
-        _u(store + "remove_quietly")(tmp)
+        for suffix in ("",) + SIDE_FILES:
+            _u(store + "remove_quietly")(tmp + suffix)
     _save_state(conf, LIVE_STATE, {
         "name": chosen["name"], "generation": chosen["generation"],
         "content_sha256": digest,
@@ -974,6 +1060,27 @@ def _install(conf, chosen, owner):
     })
     _prune_pre_restore(conf)
     return pre
+
+
+def _prepare(conf, chosen, tmp, node_uuid):
+    """
+    Write the installed copy of ``chosen`` into ``tmp`` and check it; raises
+    ``_Unfit`` (try the next backup) when it is not what was judged or fails.
+    Returns its content digest.
+    """
+    expected = _expected_schema(conf)
+    try:
+        facts = _u("proxysql_ha_sqlite.write_for_restore")(
+            os.path.join(chosen["dir"], chosen["name"] + ".db"), chosen["sha256"], tmp, node_uuid,
+            (expected.get("tables") or {}).get("global_settings"))
+    except Exception as exc:  # pylint: disable=broad-except  # per candidate: try the next one
+        if _u("proxysql_ha_store.is_enospc")(exc):
+            raise CommandExecutionError(f"no space left in {conf['datadir']} to restore") from exc
+        raise _Unfit(f"its installed copy failed: {type(exc).__name__}: {_printable(exc)}") from exc
+    problem = _u("proxysql_ha_judge.installed_problem")(facts, chosen, expected, node_uuid)
+    if problem:
+        raise _Unfit(f"its installed copy failed its check: {problem}")
+    return facts["content_sha256"]
 
 
 def _set_aside(conf, live):
@@ -1360,12 +1467,21 @@ def status():
     report["live"] = _live_origin(conf)
     report["acting_as"] = (_state(conf, ROLE_STATE) or {}).get("role")
     expected = _expected_schema(conf)
-    report["newest_backup"] = _newest(conf["backup_dir"], expected, now, valid_only=False)
-    report["last_ship"] = _state(conf, SHIP_STATE)
-    report["newest_received"] = _newest(conf["inbox_dir"], expected, now, valid_only=False)
-    report["newest_valid_received"] = _newest(conf["inbox_dir"], expected, now, valid_only=True)
+    report["expected_schema"] = {k: expected.get(k) for k in ("fingerprint", "source", "error")}
+    with _facts_cache(conf) as cache:
+        report["newest_backup"] = _newest(conf["backup_dir"], expected, now, False, cache)
+        report["last_ship"] = _state(conf, SHIP_STATE)
+        report["newest_received"] = _newest(conf["inbox_dir"], expected, now, False, cache)
+        report["newest_valid_received"] = _newest(conf["inbox_dir"], expected, now, True, cache)
+    report["proxysql_versions"] = _versions(conf, report)
     problems.extend(_problems(conf, report, now))
     return report
+
+
+def _versions(conf, report):
+    """This node's ProxySQL version (pillar) and the peer's, from the newest manifest it sent."""
+    received = report["newest_received"] or {}
+    return {"local": conf["proxysql_version"], "peer": received.get("proxysql_version")}
 
 
 def _live_origin(conf):
@@ -1378,8 +1494,8 @@ def _live_origin(conf):
             "changed_since": state.get("source") != _source_or_none(conf)}
 
 
-def _newest(directory, expected, now, valid_only):
-    for verdict in _entries(directory, expected, now):
+def _newest(directory, expected, now, valid_only, cache=None):
+    for verdict in _entries(directory, expected, now, cache=cache):
         if verdict["generation"] is None or (valid_only and not verdict["valid"]):
             continue
         stamp = _u("proxysql_ha_store.stamp_ts")(verdict["name"])
@@ -1408,6 +1524,14 @@ def _problems(conf, report, now):
     last = report["last_ship"]
     if master and last and not last.get("ok"):
         found.append({"kind": "ship_failed", "message": f"last ship failed: {last.get('error')}"})
+    if report["expected_schema"]["error"]:
+        found.append({"kind": "schema_unknown",
+                      "message": f"no backup can be judged: {report['expected_schema']['error']}"})
+    versions = report["proxysql_versions"]
+    if versions["local"] and versions["peer"] and versions["local"] != versions["peer"]:
+        found.append({"kind": "version_skew",
+                      "message": f"this node runs ProxySQL {versions['local']}, the peer "
+                                 f"{versions['peer']}: finish the upgrade on both nodes"})
     received = report["newest_received"]
     if received and not received["valid"]:
         found.append({"kind": "received_invalid",

@@ -64,6 +64,7 @@ def defaults(os_family):
         "inbox_dir": os.path.join(base, "incoming"),
         "state_dir": os.path.join(base, "state"),
         "retention": {"keep": 10, "max_age": 86400, "keep_pre_restore": 3},
+        "inbox_quota": {"files": 100, "bytes": 4 << 30},
         "settle": 0.5,
         "settle_timeout": 10.0,
         "lock_timeout": 30.0,
@@ -242,6 +243,8 @@ def _check(conf):
     _int(conf, "retention:keep", 1, 10000)
     _number(conf, "retention:max_age", 0, 10 * 365 * 86400)
     _int(conf, "retention:keep_pre_restore", 0, 1000)
+    _int(conf, "inbox_quota:files", 2, 100000)
+    _int(conf, "inbox_quota:bytes", 1 << 20, 1 << 50)
     _number(conf, "settle", 0, 60)
     _number(conf, "settle_timeout", 0.1, 600)
     if conf["settle_timeout"] <= conf["settle"]:

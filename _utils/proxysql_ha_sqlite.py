@@ -11,6 +11,7 @@ read-only with normal locking, so ProxySQL's own writes are never disturbed.
 import hashlib
 import os
 import shutil
+import stat
 import sqlite3
 import tempfile
 import time
@@ -19,9 +20,8 @@ from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "proxysql_ha_sqlite"
 
-# Tables every ProxySQL configuration database of 2.x and 3.x has.
+# Tables every ProxySQL configuration database since 2.0 has (2.0.x has no global_settings).
 REQUIRED_TABLES = (
-    "global_settings",
     "global_variables",
     "mysql_query_rules",
     "mysql_servers",
@@ -75,7 +75,8 @@ def fingerprint(table_sql):
 
 
 def row_counts(conn, names):
-    return {name: conn.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0] for name in names}
+    return {name: conn.execute(f'SELECT COUNT(*) FROM "{_ident(name)}"').fetchone()[0]
+            for name in names}
 
 
 def content_digest(path):
@@ -270,30 +271,190 @@ def snapshot(source, target, settle, timeout):
     return before
 
 
-def copy_for_restore(backup_path, target, node_uuid):
+def write_for_restore(backup_path, sha256, target, node_uuid, settings_ddl=None):
     """
-    Copy a verified backup into the (empty, already created) file ``target``
-    and put this node's own ``global_settings.uuid`` back (or drop the peer's,
-    so ProxySQL makes a new one). Then check the result once more.
+    Write the backup's bytes, read once and held against the ``sha256`` it was
+    judged by, into the (empty, already created) file ``target``; set it to
+    ProxySQL's rollback journal (``journal_mode=DELETE``), put this node's own
+    ``global_settings.uuid`` back (or drop the peer's, so ProxySQL makes a new
+    one), and return the :func:`inspect` facts of the result. A file without
+    ``global_settings`` (2.0.x) gets it from ``settings_ddl``, the local
+    ProxySQL's DDL, when given: else ProxySQL creates it and a new uuid.
     """
-    src = open_backup(backup_path)
+    data, _st = read_regular(backup_path)
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise InvalidDatabase("its sha256 changed since it was judged")
+    with open(target, "r+b") as handle:
+        handle.truncate(0)
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    del data
+    dst = sqlite3.connect(target, isolation_level=None)
     try:
-        dst = sqlite3.connect(target)
-        try:
-            src.backup(dst, pages=-1)
-            with dst:
-                if node_uuid:
-                    dst.execute(
-                        "INSERT OR REPLACE INTO global_settings (variable_name, variable_value) "
-                        "VALUES ('uuid', ?)",
-                        (node_uuid,),
-                    )
-                else:
-                    dst.execute("DELETE FROM global_settings WHERE variable_name = 'uuid'")
-            result = dst.execute("PRAGMA quick_check").fetchall()
-        finally:
-            dst.close()
+        mode = dst.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+        if mode != "delete":
+            raise InvalidDatabase(f"journal mode stays {mode!r}, not delete")
+        dst.execute("BEGIN IMMEDIATE")
+        has_settings = dst.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'global_settings'").fetchone()
+        if not has_settings and settings_ddl:
+            dst.execute(settings_ddl)
+            has_settings = True
+        if has_settings and node_uuid:
+            dst.execute(
+                "INSERT OR REPLACE INTO global_settings (variable_name, variable_value) "
+                "VALUES ('uuid', ?)",
+                (node_uuid,),
+            )
+        elif has_settings:
+            dst.execute("DELETE FROM global_settings WHERE variable_name = 'uuid'")
+        dst.execute("COMMIT")
     finally:
-        src.close()
-    if result != [("ok",)]:
-        raise CommandExecutionError(f"the restored copy failed its check: {_first(result)}")
+        dst.close()
+    for suffix in ("-wal", "-shm"):
+        if os.path.lexists(target + suffix):
+            raise InvalidDatabase(f"SQLite left {os.path.basename(target)}{suffix} beside it")
+    return inspect(target, check="quick_check")  # its bytes passed integrity_check when judged
+
+
+# ---- one-pass inspection of a candidate ------------------------------------------
+
+MAX_INSPECT = 1 << 30  # bytes: a candidate larger than this is refused unread
+_HEADER_VOLATILE = ((24, 28), (40, 44), (92, 100))
+
+
+def read_regular(path, limit=MAX_INSPECT):
+    """
+    ``(data, stat)`` of a regular file read in one go, never following a
+    symlink nor opening anything else (a FIFO, a device). Raises OSError or
+    ``InvalidDatabase`` when it is larger than ``limit``.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidDatabase("not a regular file")
+        if st.st_size > limit:
+            raise InvalidDatabase(f"{st.st_size} bytes: larger than {limit}")
+        chunks, left = [], st.st_size + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+    finally:
+        os.close(fd)
+    if len(data) > st.st_size:
+        raise InvalidDatabase("the file grew while it was read")
+    return data, st
+
+
+def digests(data):
+    """``(sha256, content digest)`` of a file's bytes (see :func:`content_digest`)."""
+    header = bytearray(data[:100])
+    for start, end in _HEADER_VOLATILE:
+        header[start:end] = bytes(max(0, min(end, len(header)) - start))
+    content = hashlib.sha256(bytes(header))
+    content.update(memoryview(data)[100:])
+    return hashlib.sha256(data).hexdigest(), content.hexdigest()
+
+
+def inspect(path, value_columns=None, check="integrity_check"):
+    """
+    Every fact the judge needs about one candidate, from one read of the file
+    and one open of its bytes in memory (writable there, so ``integrity_check``
+    verifies CHECK and NOT NULL constraints too, which it skips on a read-only
+    file). ``value_columns``: ``{table: [column]}`` whose non-NULL values are
+    counted (``value_counts``). ``sqlite_error`` says why the bytes are no SQLite database (the
+    judge weighs it after size and sha256). Raises OSError or ``InvalidDatabase``
+    when the file itself cannot be read.
+    """
+    data, st = read_regular(path)
+    sha256, content = digests(data)
+    facts = {"size": len(data), "sha256": sha256, "content_sha256": content,
+             "key": cache_key(st), "journal_mode": "wal" if data[18:20] == b"\x02\x02" else "delete"}
+    image = bytearray(data)
+    del data
+    if len(image) >= 100:
+        image[18:20] = b"\x01\x01"  # a WAL-mode file without its -wal is read as a rollback one
+    facts["sqlite_error"] = None
+    if len(image) < 512 or image[:16] != b"SQLite format 3\x00":
+        facts["sqlite_error"] = "file is not a database (no SQLite header)"
+        return facts
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.deserialize(bytes(image))
+        del image
+        facts.update(_sqlite_facts(conn, value_columns or {}, check))
+    except (sqlite3.Error, MemoryError, OverflowError) as exc:
+        facts["sqlite_error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
+    return facts
+
+
+def cache_key(st):
+    """What says a file is unchanged since it was inspected: device, inode, size, mtime."""
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _sqlite_facts(conn, value_columns, check):
+    result = conn.execute(f"PRAGMA {check}").fetchall()
+    objects = [
+        {"type": t, "name": n, "table": tn, "sql": s}
+        for t, n, tn, s in conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name")
+    ]
+    table_sql = {o["name"]: o["sql"] for o in objects
+                 if o["type"] == "table" and not o["name"].startswith("sqlite_")}
+    served = {n: s for n, s in table_sql.items() if not is_leftover(n, table_sql)}
+    return {
+        "integrity": "ok" if result == [("ok",)] else _first(result),
+        "objects": objects,
+        "tables": table_sql,
+        "served_tables": sorted(served),
+        "missing_tables": [t for t in REQUIRED_TABLES if t not in table_sql],
+        "ddl_fingerprint": fingerprint(table_sql),
+        "served_fingerprint": fingerprint(served),
+        "row_counts": row_counts(conn, table_sql),
+        "value_counts": {name: _value_counts(conn, name, value_columns[name])
+                         for name in table_sql if value_columns.get(name)},
+        "global_settings": _settings(conn, table_sql),
+    }
+
+
+def is_leftover(name, table_sql):
+    """A ``<table>_v<N>`` copy an earlier ProxySQL migration left beside ``<table>``."""
+    base, sep, suffix = name.rpartition("_v")
+    return bool(sep) and base in table_sql and suffix[:1].isdigit() and suffix.isalnum()
+
+
+def _value_counts(conn, table, wanted):
+    present = [row[1] for row in conn.execute(f'PRAGMA table_info("{_ident(table)}")')]
+    columns = [c for c in present if c in wanted]
+    if not columns:
+        return {}
+    counts = conn.execute(
+        "SELECT " + ", ".join(f'COUNT("{_ident(c)}")' for c in columns)
+        + f' FROM "{_ident(table)}"').fetchone()
+    return dict(zip(columns, counts))
+
+
+def _ident(name):
+    return name.replace('"', '""')
+
+
+def _settings(conn, table_sql):
+    if "global_settings" not in table_sql:
+        return {}
+    rows = conn.execute("SELECT variable_name, variable_value FROM global_settings").fetchall()
+    return {str(k): v for k, v in rows[:100]}
+
+
+def served_fingerprint(table_sql):
+    """The fingerprint of the tables a ProxySQL serves (earlier migrations' leftovers left out)."""
+    return fingerprint({n: s for n, s in table_sql.items() if not is_leftover(n, table_sql)})

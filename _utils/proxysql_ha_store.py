@@ -28,10 +28,16 @@ __virtualname__ = "proxysql_ha_store"
 FORMAT = 1
 PREFIX = "proxysql-ha-"
 TMP_PREFIX = ".proxysql-ha-tmp-"
+# Generations are written with at least 10 digits and compared as integers; up to 18
+# digits, so no generation this pattern accepts is ever followed by one it refuses.
+MAX_GENERATION = 10**18 - 1
 NAME_RE = re.compile(
-    r"^proxysql-ha-g(?P<generation>\d{10})-(?P<stamp>\d{8}T\d{9}Z)-(?P<node>[A-Za-z0-9_.-]{1,64})$"
+    r"^proxysql-ha-g(?P<generation>[0-9]{10,18})-(?P<stamp>[0-9]{8}T[0-9]{9}Z)"
+    r"-(?P<node>[A-Za-z0-9_.-]{1,64})$",
+    re.ASCII,
 )
-FUTURE_SKEW = 300  # seconds a manifest may be dated ahead of this node's clock
+MAX_MANIFEST = 1 << 16  # bytes
+MAX_NESTING = 4  # a manifest is an object holding row_counts: two levels; a little room
 MANIFEST_FIELDS = {
     "format": int,
     "name": str,
@@ -56,6 +62,10 @@ def __virtual__():
 
 
 def make_name(generation, created_ts, node_id):
+    if not 0 <= generation <= MAX_GENERATION:
+        raise CommandExecutionError(
+            f"generation {generation} is out of range (0..{MAX_GENERATION}): purge the backup "
+            "and inbox dirs of the numbers that led here")
     moment = datetime.datetime.fromtimestamp(created_ts, datetime.timezone.utc)
     stamp = moment.strftime("%Y%m%dT%H%M%S") + f"{moment.microsecond // 1000:03d}Z"
     return f"{PREFIX}g{generation:010d}-{stamp}-{node_id}"
@@ -63,10 +73,20 @@ def make_name(generation, created_ts, node_id):
 
 def parse_name(name):
     """``(generation, stamp, node)`` of a backup's base name, or None."""
-    match = NAME_RE.fullmatch(name)
-    if not match:
+    match = NAME_RE.fullmatch(name) if isinstance(name, str) else None
+    if not match or _stamp_ts(match.group("stamp")) is None:
         return None
     return int(match.group("generation")), match.group("stamp"), match.group("node")
+
+
+def _stamp_ts(stamp):
+    """POSIX time of a ``YYYYmmddTHHMMSSfffZ`` stamp, or None when it is no real UTC time."""
+    try:
+        moment = datetime.datetime.strptime(stamp[:15], "%Y%m%dT%H%M%S").replace(
+            tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return None
+    return moment.timestamp() + int(stamp[15:18]) / 1000.0
 
 
 def utc_iso(ts):
@@ -127,14 +147,24 @@ def read_manifest(path):
     """Parse and check a manifest; raise ``ValueError`` with the reason."""
     try:
         with open_regular(path) as handle:
-            raw = handle.read(1 << 20)
+            raw = handle.read(MAX_MANIFEST + 1)
     except FileNotFoundError as exc:
         raise ValueError("manifest missing") from exc
     except OSError as exc:
         raise ValueError(f"manifest unreadable: {exc.strerror or exc}") from exc
+    return parse_manifest(raw)
+
+
+def parse_manifest(raw):
+    """Check a manifest's bytes: bounded in size and nesting, finite numbers, every field typed."""
+    if len(raw) > MAX_MANIFEST:
+        raise ValueError(f"manifest larger than {MAX_MANIFEST} bytes")
+    depth = nesting(raw)
+    if depth > MAX_NESTING:
+        raise ValueError(f"manifest nested {depth} levels deep (at most {MAX_NESTING})")
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ValueError(f"manifest is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError("manifest is not a JSON object")
@@ -143,24 +173,42 @@ def read_manifest(path):
             raise ValueError(f"manifest field {key!r} is missing or of the wrong type")
     if data["format"] != FORMAT:
         raise ValueError(f"manifest format {data['format']} is not supported (want {FORMAT})")
+    counts = data["row_counts"]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts.values()):
+        raise ValueError("manifest field 'row_counts' holds something other than counts")
     return data
 
 
-def check_manifest(manifest, base, now):
-    """Reasons, as a list, why a parsed manifest does not belong to ``base``."""
-    problems = []
-    generation = parse_name(base)[0]
-    if manifest["name"] != base:
-        problems.append(f"manifest names {manifest['name']!r}, not this file")
-    if manifest["generation"] != generation:
-        problems.append(
-            f"manifest generation {manifest['generation']} differs from the name's {generation}"
-        )
-    if manifest["created_ts"] > now + FUTURE_SKEW:
-        problems.append(
-            f"manifest is dated in the future ({manifest['created']}): clock skew or forgery"
-        )
-    return problems
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not a number a manifest may hold")
+
+
+def nesting(raw):
+    """How deeply JSON text nests arrays and objects (strings skipped), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def name_facts(base):
+    """What a backup's name says, to hold a manifest against: generation, time, node."""
+    generation, stamp, node = parse_name(base)
+    return {"name_generation": generation, "name_ts": _stamp_ts(stamp), "name_node": node}
 
 
 # ---- files -------------------------------------------------------------------
@@ -325,11 +373,7 @@ def stale_tmp(directory, names, now, older_than):
 
 def stamp_ts(base):
     """The creation time encoded in a backup's name, as a POSIX timestamp."""
-    stamp = parse_name(base)[1]
-    moment = datetime.datetime.strptime(stamp[:15], "%Y%m%dT%H%M%S").replace(
-        tzinfo=datetime.timezone.utc
-    )
-    return moment.timestamp() + int(stamp[15:18]) / 1000.0
+    return _stamp_ts(parse_name(base)[1])
 
 
 def json_line(data):

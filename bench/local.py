@@ -242,6 +242,19 @@ def growth(bench, users_list):
     return rows
 
 
+def inspection(bench, users):
+    """One candidate's inspection against ten in one process: time should be 10x, memory the same."""
+    db = bench.root / f"inspect-{users}.db"
+    proxysql_db.build_db(db, bench.statements, users=users, rules=users // 5)
+    baseline = _op("noop", db, bench.root)[1]
+    row = {"users": users, "size_mb": db.stat().st_size / 1e6}
+    for op in ("verify", "inspect10"):
+        elapsed, peak = _op(op, db, bench.root)
+        row[op] = (elapsed, max(0.0, peak - baseline))
+    db.unlink()
+    return row
+
+
 def _op(op, db, scratch):
     """``(ms, peak MB)`` of one operation in a fresh process."""
     env = dict(os.environ, PYTHONPATH=str(REPO))

@@ -84,7 +84,20 @@ def _local(local):
              *[f"{fmt(row[op][0], 'ms')}, +{row[op][1]:.1f} MB" for op in ("backup", "verify", "restore")]]
             for row in local["growth"]]
     out += [table(["users / rules", "size", "backup", "verify", "restore copy"], rows), ""]
+    out += _inspection(local.get("inspection"))
     return out
+
+
+def _inspection(row):
+    """Judging candidates: one read each, so ten cost ten times one and memory stays flat."""
+    if not row:
+        return []
+    one, ten = row["verify"], row["inspect10"]
+    return [f"Inspection of a candidate ({row['users']:,} users, {row['size_mb']:.1f} MB: one read, "
+            "one open in memory), one against ten in one process:", "",
+            table(["candidates", "time", "peak memory above idle", "time per candidate"],
+                  [["1", fmt(one[0], "ms"), f"+{one[1]:.1f} MB", fmt(one[0], "ms")],
+                   ["10", fmt(ten[0], "ms"), f"+{ten[1]:.1f} MB", fmt(ten[0] / 10, "ms")]]), ""]
 
 
 def _lab(lab):

@@ -45,6 +45,7 @@ def run_local(quick):
                 "changed": {size: local.changed(bench, size, runs) for size in sizes},
                 "restore": {size: local.restore(bench, size, runs) for size in sizes},
                 "growth": local.growth(bench, (1000,) if quick else (1000, 10_000, 100_000)),
+                "inspection": local.inspection(bench, 1000 if quick else 100_000),
             }
         finally:
             bench.close()

@@ -18,6 +18,7 @@ import json
 import signal
 import sys
 
+from saltext.proxysql_ha.utils.proxysql_ha_config import defaults as config_defaults
 from saltext.proxysql_ha.utils.proxysql_ha_store import parse_name
 
 from lab import events, netns
@@ -96,7 +97,9 @@ class Host:
         """Ship to ``peer``: our key may only run its receive command; we know its host key."""
         self.peer = peer
         receive = self.lab.file_root / "proxysql_ha" / "files" / "proxysql-ha-receive"
-        peer.sshd.authorize(self.public_key, f"{sys.executable} {receive} {peer.node.inbox_dir}")
+        quota = config_defaults("Debian")["inbox_quota"]  # the lab's pillar keeps the defaults
+        peer.sshd.authorize(self.public_key, f"{sys.executable} {receive} --max-files {quota['files']} "
+                                             f"--max-bytes {quota['bytes']} {peer.node.inbox_dir}")
         self.known_hosts.write_text(peer.sshd.known_hosts_line() + "\n", encoding="utf-8")
 
     def _write_hook_files(self):

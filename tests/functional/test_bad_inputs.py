@@ -70,12 +70,56 @@ def foreign_sqlite(c):
     c.seal(path.read_bytes())
 
 
-def other_version(c):
-    path = c.scratch / "proxysql-2.7.2.db"
-    proxysql_db.build_db(path, proxysql_db.load_schema(c.shared_dir, "2.7.2"), users=9)
+def resealed(c, path):
+    """Seal the (changed) db at ``path`` with a manifest that tells its facts truly."""
     facts = c.describe(str(path))
     c.seal(path.read_bytes(), ddl_fingerprint=facts["ddl_fingerprint"], row_counts=facts["row_counts"],
            content_sha256=facts["content_sha256"])
+
+
+def changed(c, *statements, name="changed.db"):
+    """A copy of the good backup with ``statements`` run on it, sealed truly."""
+    path = c.scratch / name
+    shutil.copyfile(c.good_db, path)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        for statement in statements:
+            conn.execute(statement)
+        conn.commit()
+    resealed(c, path)
+
+
+def newer_layout(c):
+    """mysql_users in a layout the local ProxySQL does not migrate (a newer version's): dropped at start."""
+    changed(c, "ALTER TABLE mysql_users ADD COLUMN future_column VARCHAR")
+
+
+def trigger(c):
+    changed(c, "CREATE TRIGGER wipe AFTER UPDATE ON global_settings BEGIN DELETE FROM mysql_users; END")
+
+
+def view(c):
+    changed(c, "CREATE VIEW every_user AS SELECT * FROM mysql_users")
+
+
+def index(c):
+    changed(c, "CREATE INDEX users_by_name ON mysql_users (username)")
+
+
+def check_violation(c):
+    changed(c, "PRAGMA ignore_check_constraints=ON", "UPDATE mysql_servers SET weight = -1")
+
+
+def deep_manifest(c):
+    c.write(c.good_db.read_bytes(), b'{"format": 1, "x": ' + b"[" * 1000 + b"]" * 1000 + b"}")
+
+
+def nan_manifest(c):
+    raw = json.dumps(dict(c.good_manifest, created_ts=float("nan")), allow_nan=True).encode()
+    c.write(c.good_db.read_bytes(), raw)
+
+
+def node_mismatch(c):
+    c.write(c.good_db.read_bytes(), dict(c.good_manifest, node_id="node-b"))
 
 
 def sha256_mismatch(c):
@@ -117,12 +161,19 @@ BAD_CANDIDATES = [
     pytest.param(zero_bytes, r"size 0 differs", id="zero-bytes"),
     pytest.param(random_bytes, r"unreadable as SQLite|not a database", id="random-bytes"),
     pytest.param(foreign_sqlite, r"not a ProxySQL configuration database", id="sqlite-not-proxysql"),
-    pytest.param(other_version, r"schema differs from the one the local ProxySQL expects", id="proxysql-2.7.2"),
+    pytest.param(newer_layout, r"start-up would drop rows of mysql_users", id="newer-layout"),
+    pytest.param(trigger, r"objects ProxySQL never creates \(trigger wipe\)", id="trigger"),
+    pytest.param(view, r"objects ProxySQL never creates \(view every_user\)", id="view"),
+    pytest.param(index, r"objects ProxySQL never creates \(index users_by_name\)", id="index"),
+    pytest.param(check_violation, r"CHECK constraint failed in mysql_servers", id="check-violation"),
+    pytest.param(deep_manifest, r"manifest nested \d+ levels deep", id="deep-manifest"),
+    pytest.param(nan_manifest, r"manifest is not valid JSON: NaN", id="nan-manifest"),
+    pytest.param(node_mismatch, r"manifest node node-b differs from the name's node-a", id="node-mismatch"),
     pytest.param(sha256_mismatch, r"sha256 differs", id="sha256-mismatch"),
     pytest.param(missing_manifest, r"manifest missing", id="missing-manifest"),
     pytest.param(garbled_manifest, r"manifest is not valid JSON", id="garbled-manifest"),
     pytest.param(torn_snapshot, r"row counts differ", id="torn-snapshot"),
-    pytest.param(future_manifest, r"dated in the future", id="future-manifest"),
+    pytest.param(future_manifest, r"manifest time differs from the name's stamp", id="future-manifest"),
     pytest.param(symlinks, r"symlink: never followed", id="symlink"),
 ]
 

@@ -271,6 +271,15 @@ def test_two_of_the_four_directories_being_one_is_refused(changes):
         build_linux(changes)
 
 
+def test_the_inbox_quota_has_sane_defaults_and_is_checked_naming_the_key():
+    assert build_linux({})["inbox_quota"] == {"files": 100, "bytes": 4 << 30}
+    assert build_linux({"inbox_quota": {"files": 20}})["inbox_quota"] == {"files": 20, "bytes": 4 << 30}
+    for bad, key in (({"files": 0}, "inbox_quota:files"), ({"bytes": "lots"}, "inbox_quota:bytes"),
+                     ({"dirs": 1}, "inbox_quota:dirs")):
+        with pytest.raises(SaltInvocationError, match=key):
+            build_linux({"inbox_quota": bad})
+
+
 @pytest.mark.parametrize("value", ["auto", "none", "127.0.0.1:6033", "proxysql1.example.test:6033", "[::1]:6033", "[fd00::5]:1"])
 def test_traffic_address_accepts_auto_none_and_host_port(value):
     assert build_linux({"proxysql": {"traffic_address": value}})["proxysql"]["traffic_address"] == value

@@ -208,7 +208,7 @@ def test_ssh_authorizes_the_peer_key_for_the_receiver_only(render, pillar):
 
     assert function == "ssh_auth.present"
     assert (auth["name"], auth["enc"], auth["user"]) == (PEER_KEY.split()[1], "ssh-ed25519", "proxysql-ha-test")
-    assert auth["options"] == ["restrict", f'command="{PYTHON} {libexec}/proxysql-ha/receive.py {inbox}"']
+    assert auth["options"] == ["restrict", f'command="{PYTHON} {libexec}/proxysql-ha/receive.py --max-files 100 --max-bytes 4294967296 {inbox}"']
 
 
 def test_ssh_transport_installs_the_identity_from_pillar_and_pins_the_peers_host_key(render, pillar):

@@ -175,3 +175,79 @@ def test_a_relative_inbox_is_a_usage_error(inbox, data):
     assert out.returncode == 2
     assert b"usage" in out.stderr
     assert os.listdir(inbox) == []
+
+
+# ---- races, quota, dates and manifests ----------------------------------------------------
+
+
+def receive_with(inbox, stream, *options):
+    return subprocess.run([sys.executable, str(RECEIVER), *options, str(inbox)], input=stream,
+                          capture_output=True, timeout=30, check=False)
+
+
+def test_two_uploads_of_one_name_race_and_only_one_is_accepted(inbox, data):
+    """Both pass the existence check before either publishes: link() lets only one name win."""
+    other = data.replace(b"a-node-uuid", b"b-node-uuid")
+    procs = []
+    for blob in (data, other):
+        proc = subprocess.Popen([sys.executable, str(RECEIVER), str(inbox)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc.stdin.write(header(NAME, blob) + blob[:-1])  # held back before the last byte
+        proc.stdin.flush()
+        procs.append((proc, blob))
+    results = []
+    for proc, blob in procs:
+        out, err = proc.communicate(blob[-1:], timeout=30)
+        results.append((proc.returncode, out, err, blob))
+    accepted = [r for r in results if r[0] == 0]
+    refused = [r for r in results if r[0] != 0]
+    assert len(accepted) == 1 and len(refused) == 1, results
+    assert b"already exists with other content" in refused[0][2]
+    assert (inbox / f"{NAME}.db").read_bytes() == accepted[0][3]
+    assert sorted(os.listdir(inbox)) == [NAME + ".db", NAME + ".json"]
+
+
+def name_at(generation, stamp="20261125T184816123Z"):
+    return f"proxysql-ha-g{generation:010d}-{stamp}-node-a"
+
+
+def test_the_inbox_quota_in_files_refuses_one_upload_too_many_with_a_clear_message(inbox, data):
+    for generation in (1, 2):
+        assert receive_with(inbox, header(name_at(generation), data) + data, "--max-files", "2").returncode == 0
+    out = receive_with(inbox, header(name_at(3), data) + data, "--max-files", "2")
+    assert out.returncode == 1
+    assert b"refused: inbox quota: 2 backups already (at most 2)" in out.stderr
+    assert len(os.listdir(inbox)) == 4
+
+
+def test_the_inbox_quota_in_bytes_refuses_an_upload_that_would_not_fit(inbox, data):
+    limit = str(len(data) * 2)
+    assert receive_with(inbox, header(name_at(1), data) + data, "--max-bytes", limit).returncode == 0
+    out = receive_with(inbox, header(name_at(2), data) + data, "--max-bytes", limit)
+    assert out.returncode == 1 and b"refused: inbox quota:" in out.stderr and b"exceeds" in out.stderr
+    assert sorted(os.listdir(inbox)) == [name_at(1) + ".db", name_at(1) + ".json"]
+
+
+@pytest.mark.parametrize(("stamp", "reason"), [
+    ("20991231T235959999Z", b"ahead of this node's clock"),
+    ("20261399T999999999Z", b"no real date"),
+], ids=["future", "impossible-date"])
+def test_a_name_stamped_in_the_future_or_with_no_real_date_is_refused(inbox, data, stamp, reason):
+    out = receive(inbox, header(name_at(7, stamp), data) + data)
+    assert out.returncode == 1 and reason in out.stderr
+    assert os.listdir(inbox) == []
+
+
+def test_a_deeply_nested_or_huge_manifest_is_refused(inbox, data):
+    deep = json.loads('{"format": 1, "name": "%s", "x": %s}' % (NAME, "[" * 500 + "]" * 500))
+    out = receive(inbox, header(NAME, data, manifest=deep) + data)
+    assert out.returncode == 1 and b"nested deeper" in out.stderr
+    huge = {"format": 1, "name": NAME, "x": "y" * 70000}
+    out = receive(inbox, header(NAME, data, manifest=huge) + data)
+    assert out.returncode == 1 and b"larger than" in out.stderr
+    assert os.listdir(inbox) == []
+
+
+def test_an_eleven_digit_generation_is_received(inbox, data):
+    name = f"proxysql-ha-g{10_000_000_000}-20261125T184816123Z-node-a"
+    assert receive(inbox, header(name, data) + data).returncode == 0

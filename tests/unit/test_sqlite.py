@@ -138,7 +138,7 @@ def bad_db(tmp_path, make_db):
 @pytest.mark.parametrize(
     ("kind", "reason"),
     [
-        ("other-sqlite", "not a ProxySQL configuration database: missing tables global_settings"),
+        ("other-sqlite", "not a ProxySQL configuration database: missing tables global_variables"),
         ("random-bytes", "unreadable as SQLite"),
         ("zero-bytes", "not a ProxySQL configuration database"),
         ("truncated", "malformed"),
@@ -263,21 +263,112 @@ def test_snapshot_refuses_a_source_in_a_write_transaction(tmp_path, make_db):
         psql.snapshot(str(source), empty_file(tmp_path / "copy.db"), SETTLE, TIMEOUT)
 
 
+def sha256_of(path):
+    return psql.digests(path.read_bytes())[0]
+
+
 @pytest.mark.parametrize("node_uuid", [UUID_B, None])
-def test_copy_for_restore_puts_this_nodes_uuid_in_place_of_the_peers(tmp_path, make_db, node_uuid):
+def test_write_for_restore_puts_this_nodes_uuid_in_place_of_the_peers(tmp_path, make_db, node_uuid):
     backup = make_db("backup.db", uuid=UUID_A, users=20)
     backup_bytes = backup.read_bytes()
     target = empty_file(tmp_path / "restore.db")
-    psql.copy_for_restore(str(backup), target, node_uuid)
+    facts = psql.write_for_restore(str(backup), sha256_of(backup), target, node_uuid)
     restored, original = proxysql_db.dump_config(target), proxysql_db.dump_config(backup)
     assert restored.pop("global_settings") == ([("uuid", node_uuid)] if node_uuid else [])
     original.pop("global_settings")
     assert restored == original
     assert backup.read_bytes() == backup_bytes
+    assert facts["integrity"] == "ok" and facts["global_settings"].get("uuid") == node_uuid
 
 
-def test_copy_for_restore_keeps_the_ddl_byte_identical(tmp_path, make_db):
+def test_write_for_restore_keeps_the_ddl_byte_identical(tmp_path, make_db):
     backup = make_db("backup.db")
     target = empty_file(tmp_path / "restore.db")
-    psql.copy_for_restore(str(backup), target, UUID_B)
+    psql.write_for_restore(str(backup), sha256_of(backup), target, UUID_B)
     assert psql.live_fingerprint(target) == describe(backup)["ddl_fingerprint"]
+
+
+def test_write_for_restore_refuses_a_file_changed_since_it_was_judged(tmp_path, make_db):
+    backup = make_db("backup.db")
+    judged = sha256_of(backup)
+    proxysql_db.save_table(str(backup), "mysql_users", [])
+    with pytest.raises(psql.InvalidDatabase, match="changed since it was judged"):
+        psql.write_for_restore(str(backup), judged, empty_file(tmp_path / "restore.db"), UUID_B)
+
+
+def test_write_for_restore_installs_a_wal_database_with_the_rollback_journal(tmp_path, make_db):
+    backup = make_db("backup.db")
+    conn = sqlite3.connect(backup)
+    assert conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+    conn.close()
+    assert psql.inspect(str(backup))["journal_mode"] == "wal"
+    target = empty_file(tmp_path / "restore.db")
+    facts = psql.write_for_restore(str(backup), sha256_of(backup), target, UUID_B)
+    assert facts["journal_mode"] == "delete"
+    assert open(target, "rb").read(20)[18:20] == b"\x01\x01"
+    assert not os.path.exists(target + "-wal") and not os.path.exists(target + "-shm")
+
+
+# ---- inspection -------------------------------------------------------------------
+
+
+def run_sql(db, *statements):
+    """Run ``statements`` on the database ``db`` and commit."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        for statement in statements:
+            conn.execute(statement)
+        conn.commit()
+
+
+def test_inspect_finds_a_check_violation_that_a_read_only_check_misses(make_db):
+    db = make_db("backup.db")
+    run_sql(db, "PRAGMA ignore_check_constraints=ON", "UPDATE mysql_servers SET weight = -5")
+    assert describe(db)  # the read-only integrity_check sees nothing wrong
+    assert "CHECK constraint failed in mysql_servers" in psql.inspect(str(db))["integrity"]
+
+
+def test_inspect_lists_every_object_with_its_sql(make_db):
+    db = make_db("backup.db")
+    run_sql(db, "CREATE TRIGGER t AFTER UPDATE ON global_settings BEGIN DELETE FROM mysql_users; END",
+            "CREATE VIEW v AS SELECT * FROM mysql_users", "CREATE INDEX i ON mysql_users (username)")
+    kinds = {(o["type"], o["name"]) for o in psql.inspect(str(db))["objects"] if o["sql"]}
+    assert {("trigger", "t"), ("view", "v"), ("index", "i")} <= kinds
+
+
+def test_inspect_reads_the_file_once_and_agrees_with_the_separate_digests(make_db):
+    db = make_db("backup.db")
+    facts = psql.inspect(str(db))
+    assert facts["content_sha256"] == psql.content_digest(str(db))
+    assert facts["size"] == os.path.getsize(db)
+    assert facts["ddl_fingerprint"] == describe(db)["ddl_fingerprint"]
+    assert facts["row_counts"] == describe(db)["row_counts"]
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "directory"])
+def test_inspect_opens_nothing_but_a_regular_file(tmp_path, make_db, kind):
+    db = make_db("backup.db")
+    other = tmp_path / "other.db"
+    if kind == "symlink":
+        other.symlink_to(db)
+    elif kind == "fifo":
+        os.mkfifo(other)
+    else:
+        other.mkdir()
+    with pytest.raises((OSError, psql.InvalidDatabase)):
+        psql.inspect(str(other))
+
+
+def test_inspect_names_migration_leftovers_apart_from_served_tables(make_db):
+    db = make_db("backup.db")
+    run_sql(db, "CREATE TABLE mysql_users_v200 (x)")
+    facts = psql.inspect(str(db))
+    assert "mysql_users_v200" in facts["tables"]
+    assert "mysql_users_v200" not in facts["served_tables"]
+    assert facts["served_fingerprint"] == describe(make_db("clean.db"))["ddl_fingerprint"]
+
+
+def test_inspect_counts_the_values_of_the_columns_asked_for(make_db):
+    db = make_db("backup.db")
+    run_sql(db, "UPDATE mysql_query_rules SET comment = 'x' WHERE rowid = (SELECT MIN(rowid) FROM mysql_query_rules)")
+    facts = psql.inspect(str(db), {"mysql_query_rules": ["comment", "no_such_column"]})
+    assert facts["value_counts"] == {"mysql_query_rules": {"comment": 1}}

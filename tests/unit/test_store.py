@@ -68,6 +68,31 @@ def test_a_name_parses_back_to_what_made_it(generation, node, created_ts):
     assert abs(store.stamp_ts(base) - created_ts) < 0.002
 
 
+def test_generations_grow_past_ten_digits_and_still_sort_as_integers():
+    bases = [store.make_name(g, NOW, "a") for g in (9_999_999_999, 10_000_000_000, 99_999_999_999)]
+    assert [store.parse_name(b)[0] for b in bases] == [9_999_999_999, 10_000_000_000, 99_999_999_999]
+    assert store.newest_first(bases) == bases[::-1]
+
+
+def test_a_generation_beyond_the_pattern_is_refused_when_named():
+    with pytest.raises(CommandExecutionError, match="out of range"):
+        store.make_name(store.MAX_GENERATION + 1, NOW, "a")
+
+
+def test_a_deep_huge_or_non_finite_manifest_is_refused_with_the_reason():
+    with pytest.raises(ValueError, match="nested 1001 levels deep"):
+        store.parse_manifest(b"[" * 1001 + b"]" * 1001)
+    with pytest.raises(ValueError, match="larger than"):
+        store.parse_manifest(b" " * (store.MAX_MANIFEST + 1))
+    for constant in (b"NaN", b"Infinity", b"-Infinity"):
+        with pytest.raises(ValueError, match="not a number a manifest may hold"):
+            store.parse_manifest(b'{"created_ts": ' + constant + b"}")
+
+
+def test_nesting_skips_brackets_inside_strings():
+    assert store.nesting(b'{"a": "[[[[\\"[[", "b": [1]}') == 2
+
+
 def test_stamp_ts_reads_the_utc_time_of_the_name():
     assert store.stamp_ts("proxysql-ha-g0000000001-19700101T000001500Z-x") == 1.5
     assert store.stamp_ts("proxysql-ha-g0000000001-20000101T000000000Z-x") == 946684800.0
@@ -89,6 +114,11 @@ def test_stamp_ts_reads_the_utc_time_of_the_name():
         ".proxysql-ha-tmp-abc123",
         "proxysql.db",
         "",
+        "proxysql-ha-g0000000042-20261399T999999999Z-node-a",  # no such date
+        "proxysql-ha-g0000000042-20260230T120000000Z-node-a",  # February 30th
+        "proxysql-ha-g\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669\u0660-20261125T184816123Z-node-a",
+        "proxysql-ha-g0000000042-2026112\u0665T184816123Z-node-a",  # a non-ASCII digit
+        "proxysql-ha-g" + "9" * 19 + "-20261125T184816123Z-node-a",  # wider than any name this store writes
     ],
     ids=repr,
 )
@@ -223,39 +253,6 @@ def test_read_manifest_refuses_a_bad_manifest_with_the_reason(backup_dir, write,
     write(path)
     with pytest.raises(ValueError, match=reason):
         store.read_manifest(str(path))
-
-
-def test_check_manifest_finds_nothing_wrong_with_its_own_manifest():
-    base = name_at(5, 60)
-    assert store.check_manifest(valid_manifest(base), base, NOW) == []
-
-
-@pytest.mark.parametrize(
-    ("changes", "problem"),
-    [
-        ({"name": name_at(5, 120)}, "manifest names"),
-        ({"generation": 4}, "manifest generation 4 differs from the name's 5"),
-        ({"created_ts": NOW + store.FUTURE_SKEW + 1}, "dated in the future"),
-    ],
-    ids=["name", "generation", "future"],
-)
-def test_check_manifest_names_what_does_not_belong_to_the_file(changes, problem):
-    base = name_at(5, 60)
-    problems = store.check_manifest(dict(valid_manifest(base), **changes), base, NOW)
-    assert len(problems) == 1
-    assert problem in problems[0]
-
-
-def test_check_manifest_allows_a_little_clock_skew():
-    base = name_at(5, 60)
-    manifest = valid_manifest(base, created_ts=NOW + store.FUTURE_SKEW - 1)
-    assert store.check_manifest(manifest, base, NOW) == []
-
-
-def test_check_manifest_reports_every_problem():
-    base = name_at(5, 60)
-    manifest = dict(valid_manifest(base), name="other", generation=6, created_ts=NOW + 3600)
-    assert len(store.check_manifest(manifest, base, NOW)) == 3
 
 
 # ---- purging -------------------------------------------------------------------
