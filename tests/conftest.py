@@ -36,6 +36,10 @@ def schema_override():
     return path
 
 
+def pytest_configure(config):  # pylint: disable=unused-argument
+    schema_override()  # a PROXYSQL_SCHEMA naming no file stops the run before it starts
+
+
 @pytest.fixture(scope="session")
 def shared_dir():
     """``<repo>/../shared``; skips the test when ProxySQL's schema files are not there."""
@@ -53,10 +57,12 @@ def schema_path_of(request):
         override = schema_override()
         if override is not None and version == CURRENT:
             return override
-        shared = request.getfixturevalue("shared_dir")
-        found = proxysql_db.schema_path(shared, version)
+        if override is None:
+            request.getfixturevalue("shared_dir")
+        found = proxysql_db.schema_path(SHARED_DIR, version)
         if not found.is_file():
-            pytest.skip(f"needs ../shared: {found} does not exist")
+            pytest.skip(f"needs ../shared: {found} (ProxySQL {version}'s DDL) does not exist"
+                        + (f"; PROXYSQL_SCHEMA stands for {CURRENT} only" if override else ""))
         return found
 
     return path
