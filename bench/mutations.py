@@ -37,6 +37,7 @@ class Mutation:
     replacement: str
     guard: str
     catch: tuple  # the tests that should catch it, run first
+    timeout: float = None  # seconds for those tests, when a caught mutation makes them hang
 
 
 def _g(test):
@@ -133,6 +134,20 @@ MUTATIONS = (
              'if _u("proxysql_ha_store.parse_name")(base)[0] < live_generation:', "if False:",
              "a MASTER running the peer's newer configuration does not ship its own older copy",
              catch=(_g("test_a_master_never_ships_its_own_copy_older_than_the_peers_it_runs"),)),
+    Mutation("wait_without_deadline", MODULE,
+             'if time.monotonic() >= deadline:\n            state = "start"',
+             'if False:\n            state = "start"',
+             "the wait for ProxySQL's start or stop gives up after service:timeout",
+             catch=(_g("test_a_start_that_never_comes_up_is_a_bounded_error_and_the_next_promote_retries"),),
+             timeout=120),
+    Mutation("restore_without_stop", MODULE,
+             'report["stopped"] = _stop(conf, running)', 'report["stopped"] = False',
+             "restore stops a running ProxySQL before it replaces the live database",
+             catch=(_g("test_restore_restarts_a_running_proxysql_so_it_serves_the_restored_db"),)),
+    Mutation("own_copy_after_invalid_peer_copies", MODULE,
+             "break  # the peer's newer copies are all invalid", "pass",
+             "after a split brain, no own copy replaces the peer's invalid ones",
+             catch=(_g("test_when_the_peers_copies_since_the_step_down_are_all_invalid_no_own_copy_is_restored"),)),
     Mutation("failed_promote_not_retried", MODULE,
              'if not report["errors"]:  # a failed restore', "if True:  # a failed restore",
              "a promote that failed is tried again by the next one",
@@ -207,7 +222,8 @@ def try_mutation(mutation, timeout):
         tree = copy_tree(scratch)
         plant(tree, mutation)
         for stage, paths in (("catch", mutation.catch), ("fast suites", FAST_SUITES)):
-            outcome, seconds, tail = run_tests(tree, paths, timeout)
+            limit = mutation.timeout if stage == "catch" and mutation.timeout else timeout
+            outcome, seconds, tail = run_tests(tree, paths, limit)
             if outcome != "passed":
                 return {"verdict": "caught", "by": f"{stage} ({outcome})", "seconds": round(seconds, 1),
                         "tail": tail}

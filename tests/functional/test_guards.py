@@ -51,6 +51,14 @@ def spoil(path):
     path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
 
 
+@pytest.fixture
+def shipped_to_b(pair):
+    """A's changed configuration shipped into B's inbox as generation 2: its name."""
+    pair.a.ha.ship()
+    pair.a.save_users(7)
+    return pair.a.ha.ship()["name"]
+
+
 # ---- backup and snapshot ------------------------------------------------------------------
 
 
@@ -201,6 +209,44 @@ def test_after_a_split_brain_the_peers_copies_win_over_higher_own_generations(pa
 
     assert report["restore"]["chosen"] == shipped["name"]
     assert b.shared_config() == a.shared_config()
+
+
+def test_when_the_peers_copies_since_the_step_down_are_all_invalid_no_own_copy_is_restored(pair):
+    """After a split brain this node's own copies are no fallback: it keeps its current database."""
+    a, b = pair.a, pair.b
+    a.ha.backup()
+    a.save_users(9)
+    stray = a.ha.backup()["name"]  # a valid copy in B's outgoing dir, newer than anything B runs
+    pair.fail_over()  # B serves as MASTER for a while, then steps down
+    b.ha.promote()
+    pair.fail_over()
+    assert b.ha.demote()["acted"]  # from now on, what arrives is the pair's configuration
+    b.backup_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for ext in (".db", ".json"):
+        shutil.copy2(a.backup_dir / f"{stray}{ext}", b.backup_dir / f"{stray}{ext}")
+    time.sleep(0.05)
+    shipped = a.ha.ship(backup=False)["name"]
+    spoil(b.inbox_dir / f"{shipped}.db")
+    before = b.shared_config()
+    pair.fail_over()
+
+    report = b.ha.promote()
+
+    assert (report.get("restore") or {}).get("restored") is not True, report
+    assert b.shared_config() == before
+    assert b.running()
+
+
+def test_restore_restarts_a_running_proxysql_so_it_serves_the_restored_db(pair, shipped_to_b):
+    b = pair.b
+    b.configure(stop_on_backup=False)
+    assert b.standin("start").returncode == 0
+    before = b.pidfile.read_text()
+
+    report = b.ha.restore()
+
+    assert (report["restored"], report["stopped"], report["started"]) == (True, True, True)
+    assert b.running() and b.pidfile.read_text() != before
 
 
 # ---- the waits after start and stop -----------------------------------------------------------

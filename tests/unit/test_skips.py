@@ -20,6 +20,7 @@ from tests.support.skips import (  # the suite's own hooks
 
 TESTS = """
 import pytest
+from tests.support.skips import skip_beyond_ci
 
 def test_passes():
     pass
@@ -37,6 +38,9 @@ def lab():
 
 def test_in_the_lab(lab):
     pass
+
+def test_needs_another_kernel():
+    skip_beyond_ci("no such qdisc in this kernel")
 
 @pytest.mark.xfail(reason="a known bug, not a skip")
 def test_known_bug():
@@ -70,18 +74,20 @@ def test_outside_ci_tests_skip_and_the_run_says_what_they_need(tmp_path, ci):
     out = run(tmp_path, ci)
 
     assert out.returncode == 0, out.stdout
-    assert "1 passed, 4 skipped, 1 xfailed" in out.stdout
-    summary = out.stdout.split("4 tests skipped: what they need", 1)[1]
+    assert "1 passed, 5 skipped, 1 xfailed" in out.stdout
+    summary = out.stdout.split("5 tests skipped: what they need", 1)[1]
     assert "    2  needs root" in summary
     assert "    1  needs a unicorn" in summary
     assert "    1  needs ../shared" in summary
+    assert "    1  beyond CI: no such qdisc in this kernel" in summary
 
 
 def test_under_ci_every_skip_is_a_failure_naming_what_is_missing(tmp_path):
     out = run(tmp_path, "1", "--continue-on-collection-errors")  # a module-level skip is a collection error
 
     assert out.returncode == 1, out.stdout
-    assert "1 failed, 1 passed, 1 xfailed, 3 errors" in out.stdout  # a skip at setup is an error
+    assert "1 failed, 1 passed, 1 skipped, 1 xfailed, 3 errors" in out.stdout  # a skip at setup is an error
     for reason in ("needs a unicorn", "needs root", "needs ../shared"):
         assert f"skipped under CI, which must provide what it needs: {reason}" in out.stdout
-    assert "tests skipped: what they need" not in out.stdout
+    summary = out.stdout.split("1 tests skipped: what they need", 1)[1].split("(CI is set", 1)[0]
+    assert "beyond CI: no such qdisc in this kernel" in summary and "needs root" not in summary
