@@ -16,6 +16,7 @@ refresh the snippet). Exit 0 only when every mutation was caught.
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -202,16 +203,23 @@ def copy_tree(dest, repo=REPO):
 
 
 def run_tests(tree, paths, timeout):
-    """``(outcome, seconds, tail)``: "passed", "failed" or "timeout" of pytest on ``paths``."""
+    """``(outcome, seconds, tail)``: "passed", "failed" or "timeout" of pytest on ``paths``.
+
+    pytest runs in a session of its own: on a time-out the whole session (stand-ins and
+    other daemons a hanging test started) is killed, not pytest alone.
+    """
     argv = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *paths]
     begin = time.monotonic()
-    try:
-        done = subprocess.run(argv, cwd=tree, capture_output=True, text=True, timeout=timeout,
-                              check=False, start_new_session=True)
-    except subprocess.TimeoutExpired as exc:
-        return "timeout", time.monotonic() - begin, (exc.stdout or b"")[-300:]
-    outcome = "passed" if done.returncode == 0 else "failed"
-    return outcome, time.monotonic() - begin, done.stdout.strip().splitlines()[-1:] or [""]
+    with subprocess.Popen(argv, cwd=tree, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, start_new_session=True) as proc:
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return "timeout", time.monotonic() - begin, [f"no result within {timeout:g} s"]
+    outcome = "passed" if proc.returncode == 0 else "failed"
+    return outcome, time.monotonic() - begin, out.strip().splitlines()[-1:] or [""]
 
 
 def baseline(mutations, timeout):
