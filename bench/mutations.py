@@ -153,11 +153,11 @@ MUTATIONS = (
              'report["started"] = _start(conf, running=False if restored else None)',
              'report["started"] = _start(conf, running=False) if restored else False',
              "a take-over whose restore failed still starts ProxySQL on the current database",
-             catch=(_g("test_a_take_over_whose_restore_fails_still_starts_proxysql_on_the_current_db"),)),
+             catch=(_g("test_a_take_over_whose_restore_fails_still_starts_proxysql_and_the_next_promote_retries"),)),
     Mutation("failed_promote_not_retried", MODULE,
              'if not report["errors"]:  # a failed restore', "if True:  # a failed restore",
              "a promote that failed is tried again by the next one",
-             catch=(_g("test_a_start_that_never_comes_up_is_a_bounded_error_and_the_next_promote_retries"),)),
+             catch=(_g("test_a_take_over_whose_restore_fails_still_starts_proxysql_and_the_next_promote_retries"),)),
 )
 
 

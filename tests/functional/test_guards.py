@@ -18,6 +18,7 @@ import pytest
 from salt.exceptions import CommandExecutionError
 
 from tests.functional.conftest import MASTER_VIP, HaNode
+from tests.support.node import current_user_and_group
 
 DELAYED = Path(__file__).resolve().parent / "delayed_service.py"
 FLIP_VIP = "127.0.0.79"  # a VIP of this file's own on lo (the integration tests move 127.0.0.77)
@@ -249,8 +250,9 @@ def test_restore_restarts_a_running_proxysql_so_it_serves_the_restored_db(pair, 
     assert b.running() and b.pidfile.read_text() != before
 
 
-def test_a_take_over_whose_restore_fails_still_starts_proxysql_on_the_current_db(pair, shipped_to_b):
-    b = pair.b
+def test_a_take_over_whose_restore_fails_still_starts_proxysql_and_the_next_promote_retries(
+        pair, shipped_to_b):
+    a, b = pair.a, pair.b
     before = b.shared_config()
     pair.fail_over()
     b.configure(user="no-such-user-here")  # the restored file could not be given to ProxySQL
@@ -260,6 +262,10 @@ def test_a_take_over_whose_restore_fails_still_starts_proxysql_on_the_current_db
     assert any("no-such-user-here" in error for error in report["errors"]), report
     assert report["started"] is True and b.running()
     assert b.shared_config() == before
+    b.configure(user=current_user_and_group()[0])  # fixed: the next promote takes over again
+    again = b.ha.promote()
+    assert (again["restore"]["chosen"], again["errors"]) == (shipped_to_b, [])
+    assert b.shared_config() == a.shared_config()
 
 
 # ---- the waits after start and stop -----------------------------------------------------------
