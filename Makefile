@@ -44,6 +44,12 @@ demo: venv deps
 bench: venv deps
 	$(PY) -m bench.run $(if $(filter 1,$(QUICK)),--quick)
 
+# Plant each guard's removal in a temporary copy and run the fast tests there (bench/mutations.py);
+# not part of `make test`. ONLY="name ...": only these mutations.
+.PHONY: mutations
+mutations: venv
+	$(PY) -m bench.mutations $(if $(ONLY),--only $(ONLY))
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .coverage
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -14,18 +14,17 @@ import pytest
 from lab import Lab, LabUnavailable
 from lab.netns import require
 from tests.e2e.pair import known_state
-from tests.support import proxysql_db
 
 
 @pytest.fixture(scope="module")
-def shared_lab(shared_dir, request):
+def shared_lab(schema_path_of, request):
     """The module's lab, A MASTER and B BACKUP once built; torn down after its last test."""
     try:
         require()
     except LabUnavailable as exc:
         pytest.skip(f"the two-host lab cannot run here: {exc}")
     failed = request.session.testsfailed
-    with Lab(proxysql_db.schema_path(shared_dir, "3.0.1"), narrate=False) as lab:
+    with Lab(schema_path_of("3.0.1"), narrate=False) as lab:
         yield lab
         lab.keep_dir = request.session.testsfailed > failed
 

@@ -175,9 +175,9 @@ class Pair:
 
 
 @pytest.fixture
-def nodes(tmp_path, shared_dir):
+def nodes(tmp_path, schema_path_of):
     """Nodes ``node-a`` and ``node-b`` with their datadirs created, no database yet."""
-    schema = proxysql_db.schema_path(shared_dir, "3.0.1")
+    schema = schema_path_of("3.0.1")
     return tuple(Node(name, tmp_path / name, schema).create() for name in USERS)
 
 

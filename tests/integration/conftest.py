@@ -135,9 +135,9 @@ def node_loaders(confdir):
 
 
 @pytest.fixture(scope="session")
-def schema_file(shared_dir):
-    """ProxySQL 3.0.1's schema file from the shared material."""
-    return proxysql_db.schema_path(shared_dir, "3.0.1")
+def schema_file(schema_path_of):
+    """ProxySQL 3.0.1's schema file (PROXYSQL_SCHEMA, else the shared material's)."""
+    return schema_path_of("3.0.1")
 
 
 # ---- the repository as a master serves it --------------------------------------------------
