@@ -138,7 +138,7 @@ def test_restore_passes_over_a_bad_candidate_to_an_older_valid_backup(pair, spoi
     bad = Candidate(pair, tmp_path, shared_dir)
     spoil(bad)
 
-    report = pair.b.ha.restore()
+    report = pair.b.ha.restore(start=True)
 
     assert (report["restored"], report["chosen"]) == (True, older), report["rejected"]
     reasons = rejection(report, bad.name)
@@ -155,7 +155,7 @@ def test_restore_with_only_a_bad_candidate_keeps_the_live_db_and_starts_proxysql
     spoil(bad)
     live = pair.b.live_db.read_bytes()
 
-    report = pair.b.ha.restore()
+    report = pair.b.ha.restore(start=True)
 
     assert (report["restored"], report["chosen"]) == (False, None)
     reasons = rejection(report, bad.name)
@@ -177,7 +177,7 @@ def test_restore_passes_over_a_half_written_file_to_an_older_valid_backup(pair, 
     partial = half_written(Candidate(pair, tmp_path, shared_dir))
     content = partial.read_bytes()
 
-    report = pair.b.ha.restore()
+    report = pair.b.ha.restore(start=True)
 
     assert (report["restored"], report["chosen"], report["rejected"]) == (True, older, [])
     assert partial.read_bytes() == content
@@ -188,7 +188,7 @@ def test_restore_with_only_a_half_written_file_keeps_the_live_db_and_starts_prox
     partial = half_written(Candidate(pair, tmp_path, shared_dir))
     live = pair.b.live_db.read_bytes()
 
-    report = pair.b.ha.restore()
+    report = pair.b.ha.restore(start=True)
 
     assert (report["restored"], report["chosen"], report["rejected"]) == (False, None, [])
     assert partial.exists()
