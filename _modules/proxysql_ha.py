@@ -180,10 +180,9 @@ def _fail_retcode():
 
 def _count(conf, name, **gauges):
     """Raise the persistent counter ``name`` (``metrics.json``) by one; never fails the caller."""
-    metrics = METRICS_STATE
     try:
-        _save_state(conf, metrics, _u("proxysql_ha_metrics.bump")(
-            _state(conf, metrics) or {}, name, **gauges))
+        _save_state(conf, METRICS_STATE, _u("proxysql_ha_metrics.bump")(
+            _state(conf, METRICS_STATE) or {}, name, **gauges))
     except (OSError, ValueError, CommandExecutionError) as exc:
         log.warning("proxysql_ha: could not count %s: %s", name, exc)
 
@@ -1612,11 +1611,10 @@ def metrics(write=True):
 
 
 def _metrics_text(conf, report):
-    metrics_util = "proxysql_ha_metrics"
-    data = _u(f"{metrics_util}.facts")(report, _state(conf, METRICS_STATE),
-                                       _state(conf, ROLE_STATE), _u(f"{metrics_util}.version")(),
-                                       time.time())
-    return _u(f"{metrics_util}.render")(data)
+    data = _u("proxysql_ha_metrics.facts")(report, _state(conf, METRICS_STATE),
+                                           _state(conf, ROLE_STATE),
+                                           _u("proxysql_ha_metrics.version")(), time.time())
+    return _u("proxysql_ha_metrics.render")(data)
 
 
 def _write_metrics(conf, report, text=None):
