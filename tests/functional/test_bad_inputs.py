@@ -211,7 +211,7 @@ BAD_PILLARS = [
     pytest.param(lambda p: p.update(settle_timeout=0.1), "'proxysql_ha:settle_timeout'", id="settle-timeout"),
 ]
 PUBLIC_FUNCTIONS = ("role", "backup", "ship", "purge", "list_backups", "verify", "restore", "promote", "demote",
-                    "status", "check")
+                    "status", "check", "metrics")
 
 
 @pytest.mark.parametrize("spoil, key", BAD_PILLARS)
