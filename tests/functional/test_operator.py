@@ -173,7 +173,8 @@ def beacon_loader(node):
     opts = copy.deepcopy(node.loaders.opts)
     opts["beacons_dirs"] = [os.path.join(REPO, "_beacons")]
     context = {}
-    beacons = salt.loader.beacons(opts, node.ha and node.loaders.modules, context=context)
+    assert node.ha  # the node's pillar loaded into its modules, which the beacon calls
+    beacons = salt.loader.beacons(opts, node.loaders.modules, context=context)
     return beacons, context
 
 
