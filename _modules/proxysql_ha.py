@@ -42,6 +42,7 @@ STALE_TMP = 600  # seconds before an unfinished file is left over, not in progre
 LIVE_STATE = "live.json"
 ROLE_STATE = "role.json"  # the role this node last acted on: promote restores only on a change
 SHIP_STATE = "ship.json"
+METRICS_STATE = "metrics.json"  # the counters behind proxysql_ha.metrics
 
 
 def __virtual__():
@@ -75,7 +76,8 @@ def _u(name):
 
 def _config():
     raw = __salt__["config.get"]("proxysql_ha", {})
-    return _u("proxysql_ha_config.build")(raw, __grains__.get("os_family"), __opts__.get("id"))
+    return _u("proxysql_ha_config.build")(raw, __grains__.get("os_family"), __opts__.get("id"),
+                                          root_dir=__opts__.get("root_dir") or "/")
 
 
 def _live(conf):
@@ -127,6 +129,21 @@ def _minion_daemon_up():
     return up
 
 
+def daemon_up():
+    """
+    Whether a salt-minion daemon answers on this node's event bus (at most
+    0.5 s). The schedule jobs and the engine live in that daemon: the formula
+    refuses a masterless ``salt-call --local`` apply without one.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call proxysql_ha.daemon_up
+    """
+    return _minion_daemon_up()
+
+
 def _fire(tag, data):
     """
     Fire ``proxysql_ha/<tag>`` on the minion's event bus and on to the master.
@@ -159,6 +176,15 @@ def _save_state(conf, name, data):
 
 def _fail_retcode():
     __context__["retcode"] = 1
+
+
+def _count(conf, name, **gauges):
+    """Raise the persistent counter ``name`` (``metrics.json``) by one; never fails the caller."""
+    try:
+        _save_state(conf, METRICS_STATE, _u("proxysql_ha_metrics.bump")(
+            _state(conf, METRICS_STATE) or {}, name, **gauges))
+    except (OSError, ValueError, CommandExecutionError) as exc:
+        log.warning("proxysql_ha: could not count %s: %s", name, exc)
 
 
 # ---- the CARP role ---------------------------------------------------------------
@@ -664,6 +690,8 @@ def _record_ship(conf, base, target, error):
     else:
         record["name"], record["failed_name"] = last.get("name"), base
     _save_state(conf, SHIP_STATE, record)
+    if error is not None:
+        _count(conf, "ship_failures")
 
 
 def _ship_local(conf, base):
@@ -895,10 +923,17 @@ def verify(name=None):
 # ---- restore -----------------------------------------------------------------------
 
 
-def restore(name=None, test=False, start=True):
+def restore(name=None, test=False, start=None, force=False):
     """
     Restore the newest valid backup (inbox and backup dir) into ProxySQL's
-    datadir, keeping this node's ProxySQL Cluster uuid, and start ProxySQL.
+    datadir, keeping this node's ProxySQL Cluster uuid, and start ProxySQL
+    (by default only where the role wants it running: on a MASTER, or on a
+    BACKUP without ``stop_on_backup``).
+
+    A MASTER in office (CARP says MASTER and this node already acts as MASTER)
+    serves its live configuration, which is newer than any backup: a restore
+    there is refused unless ``force=True``. A node whose role cannot be read is
+    refused as well (it may be the MASTER).
 
     ProxySQL is stopped first; a leftover ``proxysql.db-journal`` is moved
     aside with the old database, which is kept as
@@ -910,9 +945,13 @@ def restore(name=None, test=False, start=True):
     name
         Restore this backup instead of the newest valid one (it must be valid).
     test
-        Report what would happen; change nothing.
+        Report what would happen on this role (``would``: refuse, restore,
+        start ProxySQL or not); change nothing.
     start
-        Start ProxySQL afterwards (default True).
+        Start ProxySQL afterwards: True, False, or as the role wants (default).
+    force
+        Restore even on a MASTER in office (its live configuration is replaced:
+        the previous one is kept as ``proxysql.db.pre-restore-<time>``).
 
     CLI Example:
 
@@ -920,10 +959,54 @@ def restore(name=None, test=False, start=True):
 
         salt-call proxysql_ha.restore
         salt-call proxysql_ha.restore test=True
+        salt-call proxysql_ha.restore force=True
     """
     conf = _config()
     with _lock(conf):
-        return _restore(conf, name=name, test=test, start=start)
+        try:
+            current, unreadable = _read_role(conf), None
+        except CommandExecutionError as exc:
+            current, unreadable = None, str(exc)
+        refusal = _restore_refusal(conf, current, unreadable)
+        if start is None:
+            start = current == "MASTER" or not conf["stop_on_backup"]
+        if test:
+            report = _restore(conf, name=name, test=True, start=start)
+            report.update(role=current, force=bool(force),
+                          refused=bool(refusal and not force))
+            if refusal and not force:
+                report["comment"] = f"would refuse: {refusal}; " + report["comment"] + \
+                    " only with force=True"
+            elif not start and current != "MASTER" and conf["stop_on_backup"]:
+                report["comment"] += (f"; ProxySQL would stay stopped (this node is {current}"
+                                      " and stop_on_backup is set)")
+            return report
+        if refusal and not force:
+            _fail_retcode()
+            raise CommandExecutionError(f"restore refused: {refusal}; to replace the live "
+                                        "configuration anyway, run restore force=True")
+        return dict(_restore(conf, name=name, test=False, start=start), role=current)
+
+
+def _in_office(conf, role):
+    """
+    Whether this node is a MASTER in office: CARP says MASTER and the node
+    already acted as MASTER (``role.json``). Its live configuration is the
+    newest there is, so nothing restores over it. (One function, so a stricter
+    notion of office can replace it.)
+    """
+    return role == "MASTER" and (_state(conf, ROLE_STATE) or {}).get("role") == "MASTER"
+
+
+def _restore_refusal(conf, role, unreadable):
+    """Why a manual restore must not run on this node now, or None."""
+    if unreadable is not None:
+        return (f"the CARP role cannot be read ({unreadable}): this node may be the MASTER "
+                "serving its live configuration")
+    if _in_office(conf, role):
+        return ("this node is the MASTER in office: its live configuration is newer than any "
+                "backup and is what it ships")
+    return None
 
 
 def _restore(conf, name=None, test=False, start=True, min_generation=0, pick=None,
@@ -942,6 +1025,7 @@ def _restore(conf, name=None, test=False, start=True, min_generation=0, pick=Non
             f"would restore {chosen['name']}" if chosen
             else "no valid backup: would leave the database untouched"
         ) + (" and start ProxySQL" if start else "")
+        report["would_start"] = bool(start)
         return report
     if chosen is None:
         report["comment"] = (
@@ -977,6 +1061,7 @@ def _restore(conf, name=None, test=False, start=True, min_generation=0, pick=Non
     steps["start"] = _ms(mark)
     report.update(restored=True, generation=chosen["generation"], steps_ms=steps,
                   ms=_ms(begin), comment=f"restored {chosen['name']}")
+    _count(conf, "restores", last_restore_ms=report["ms"], last_restore_at=time.time())
     log.info("proxysql_ha: restored %s", chosen["name"])
     return report
 
@@ -1224,6 +1309,8 @@ def _promote_steps(conf, report, plan):
     report["schedule"] = _schedule(conf, "MASTER")
     if not report["errors"]:  # a failed restore is tried again by the next promote
         _save_state(conf, ROLE_STATE, {"role": "MASTER", "since": time.time()})
+        if "take over as MASTER" in report["actions"]:
+            _count(conf, "failovers")
 
 
 def _demote_steps(conf, report, plan):
@@ -1444,8 +1531,13 @@ def status():
     .. code-block:: bash
 
         salt-call proxysql_ha.status
+
+    The exit code is 1 when the role or ProxySQL's state could not be read.
     """
-    conf = _config()
+    return _status(_config())
+
+
+def _status(conf):
     now = time.time()
     report = {"node_id": conf["node_id"], "problems": []}
     problems = report["problems"]
@@ -1464,17 +1556,22 @@ def status():
     except CommandExecutionError as exc:
         report["proxysql_serving"] = None
         problems.append({"kind": "proxysql_unknown", "message": str(exc)})
+    unread = bool(problems)  # the role or ProxySQL's state: what status must read
+    problems.extend(_setup_problems(conf))
     report["live"] = _live_origin(conf)
     report["acting_as"] = (_state(conf, ROLE_STATE) or {}).get("role")
     expected = _expected_schema(conf)
     report["expected_schema"] = {k: expected.get(k) for k in ("fingerprint", "source", "error")}
     with _facts_cache(conf) as cache:
         report["newest_backup"] = _newest(conf["backup_dir"], expected, now, False, cache)
+        report["newest_valid_backup"] = _newest(conf["backup_dir"], expected, now, True, cache)
         report["last_ship"] = _state(conf, SHIP_STATE)
         report["newest_received"] = _newest(conf["inbox_dir"], expected, now, False, cache)
         report["newest_valid_received"] = _newest(conf["inbox_dir"], expected, now, True, cache)
     report["proxysql_versions"] = _versions(conf, report)
     problems.extend(_problems(conf, report, now))
+    if unread:  # last: Salt's cmd.* set the retcode of every command they run
+        _fail_retcode()
     return report
 
 
@@ -1482,6 +1579,33 @@ def _versions(conf, report):
     """This node's ProxySQL version (pillar) and the peer's, from the newest manifest it sent."""
     received = report["newest_received"] or {}
     return {"local": conf["proxysql_version"], "peer": received.get("proxysql_version")}
+
+
+def _setup_problems(conf):
+    """What a node needs before it can take part: ProxySQL installed, its datadir, the shipping key."""
+    found = []
+    if not conf["commands"]["start"] and "service.available" in __salt__ \
+            and not __salt__["service.available"](conf["service"]["name"]):
+        found.append({"kind": "proxysql_unknown",
+                      "message": f"service {conf['service']['name']!r} is not known to this system: "
+                                 "install ProxySQL (this extension does not), or set "
+                                 "proxysql_ha:service:name or proxysql_ha:commands"})
+    if not os.path.isdir(conf["datadir"]):
+        found.append({"kind": "datadir_missing",
+                      "message": f"ProxySQL's datadir {conf['datadir']} does not exist: install "
+                                 "ProxySQL and start it once, or set proxysql_ha:datadir"})
+    peer = conf["peer"]
+    if peer["transport"] == "ssh" and not os.path.isfile(peer["identity_file"]):
+        found.append({"kind": "ssh_key_missing",
+                      "message": f"the shipping key {peer['identity_file']} is missing: set "
+                                 "proxysql_ha:formula:ssh_private_key and apply the formula, or "
+                                 "set proxysql_ha:peer:identity_file"})
+    elif peer["transport"] == "ssh" and not os.path.isfile(peer["known_hosts"]):
+        found.append({"kind": "ssh_key_missing",
+                      "message": f"the peer's host key file {peer['known_hosts']} is missing: set "
+                                 "proxysql_ha:formula:peer_host_key and apply the formula, or "
+                                 "set proxysql_ha:peer:known_hosts"})
+    return found
 
 
 def _live_origin(conf):
@@ -1565,12 +1689,65 @@ def check():
 
         salt-call proxysql_ha.check
     """
-    report = status()
+    conf = _config()
+    report = _status(conf)
     for problem in report["problems"]:
         log.warning("proxysql_ha check: %s: %s", problem["kind"], problem["message"])
         _fire(f"alert/{problem['kind']}", dict(problem, node_id=report["node_id"],
                                                role=report["role"]))
+    if conf["metrics"]["textfile_dir"]:  # the check job also keeps the metrics file fresh
+        try:
+            _write_metrics(conf, report)
+        except (OSError, CommandExecutionError) as exc:
+            log.warning("proxysql_ha check: metrics not written: %s", exc)
     if report["problems"]:
         _fail_retcode()
         return False
     return True
+
+
+# ---- metrics ----------------------------------------------------------------------------
+
+
+def metrics(write=True):
+    """
+    This node's metrics in node_exporter's textfile format (``proxysql_ha_*``:
+    role, ProxySQL running, newest valid backups' age and generation, last
+    successful ship, ship failures, restores, failovers, VIP releases, each
+    problem kind, the version). With ``metrics:textfile_dir`` set (and
+    ``write`` True) the file is also written there atomically; the check job
+    does that every ``schedule:check_interval`` seconds.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call proxysql_ha.metrics
+        salt-call proxysql_ha.metrics write=False
+    """
+    conf = _config()
+    report = _status(conf)
+    __context__.pop("retcode", None)  # an unreadable role is a metric here, not a failure
+    text = _metrics_text(conf, report)
+    path = None
+    if write and conf["metrics"]["textfile_dir"]:
+        path = _write_metrics(conf, report, text)
+    return {"written": path, "metrics": text}
+
+
+def _metrics_text(conf, report):
+    data = _u("proxysql_ha_metrics.facts")(report, _state(conf, METRICS_STATE),
+                                           _state(conf, ROLE_STATE),
+                                           _u("proxysql_ha_metrics.version")(), time.time())
+    return _u("proxysql_ha_metrics.render")(data)
+
+
+def _write_metrics(conf, report, text=None):
+    directory = conf["metrics"]["textfile_dir"]
+    if not os.path.isdir(directory):
+        raise CommandExecutionError(
+            f"metrics directory {directory} does not exist: create it (node_exporter's "
+            "--collector.textfile.directory) or change proxysql_ha:metrics:textfile_dir")
+    return _u("proxysql_ha_metrics.write_textfile")(
+        directory, conf["metrics"]["file_name"], text or _metrics_text(conf, report),
+        _u("proxysql_ha_store.new_tmp"), _u("proxysql_ha_store.publish"))

@@ -41,9 +41,16 @@ def __virtual__():
     return __virtualname__
 
 
-def defaults(os_family):
+def defaults(os_family, root_dir="/"):
     """
     The documented defaults for a minion of ``os_family`` (the grain).
+
+    ``root_dir`` is Salt's (``__opts__["root_dir"]``): as Salt does for its own
+    cache and keys, this extension's own directories (its state, backups, inbox
+    and ``formula:etc_dir``) move under it when it is not ``/``. ProxySQL's
+    datadir and ``formula:libexec_dir`` (system locations) do not.
+    ``peer:identity_file`` and ``peer:known_hosts`` default to files in
+    ``formula:etc_dir`` (``None`` here: :func:`build` derives them).
     """
     if os_family == "FreeBSD":
         datadir, base, role_source = "/var/db/proxysql", "/var/db/proxysql-ha", "freebsd_carp"
@@ -51,6 +58,7 @@ def defaults(os_family):
     else:
         datadir, base, role_source = "/var/lib/proxysql", "/var/lib/proxysql-ha", "vip"
         etc = "/etc/proxysql-ha"
+    base, etc = _rooted(root_dir, base), _rooted(root_dir, etc)
     return {
         "vhid": None,
         "interface": None,
@@ -103,17 +111,29 @@ def defaults(os_family):
             "host": None,
             "port": 22,
             "user": "proxysql-ha",
-            "identity_file": os.path.join(etc, "id_ed25519"),
-            "known_hosts": os.path.join(etc, "known_hosts"),
+            "identity_file": None,  # default: <formula:etc_dir>/id_ed25519
+            "known_hosts": None,  # default: <formula:etc_dir>/known_hosts
             "connect_timeout": 3,
             "timeout": 60,
             "receive_command": "proxysql-ha-receive",
             "path": None,
         },
+        "metrics": {
+            # node_exporter's textfile collector directory; None: no metrics file
+            "textfile_dir": None,
+            "file_name": "proxysql_ha.prom",
+        },
     }
 
 
-def build(raw, os_family, minion_id):
+def _rooted(root_dir, path):
+    """``path`` under Salt's ``root_dir``, as Salt prefixes its own paths (nothing when it is /)."""
+    if not root_dir or _normalise(root_dir) == "/":
+        return path
+    return os.path.join(_normalise(root_dir), path.lstrip("/"))
+
+
+def build(raw, os_family, minion_id, root_dir="/"):
     """
     Merge the pillar value ``raw`` over the defaults and validate the result.
 
@@ -129,9 +149,13 @@ def build(raw, os_family, minion_id):
         raise SaltInvocationError(
             f"pillar key 'proxysql_ha' must be a mapping, got {type(raw).__name__}"
         )
-    conf = _merge(defaults(os_family), raw, "proxysql_ha")
+    conf = _merge(defaults(os_family, root_dir), raw, "proxysql_ha")
     if conf["node_id"] is None:
         conf["node_id"] = minion_id
+    etc = conf["formula"]["etc_dir"]
+    for key, name in (("identity_file", "id_ed25519"), ("known_hosts", "known_hosts")):
+        if conf["peer"][key] is None and isinstance(etc, str):
+            conf["peer"][key] = etc.rstrip("/") + "/" + name
     _check(conf)
     return conf
 
@@ -269,6 +293,14 @@ def _check(conf):
     _number(conf, "schedule:watch_interval", 0.05, 60)
     _check_peer(conf)
     _check_formula(conf)
+    _check_metrics(conf)
+
+
+def _check_metrics(conf):
+    if conf["metrics"]["textfile_dir"] is not None:
+        _abspath(conf, "metrics:textfile_dir")
+    _match(conf, "metrics:file_name", re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\.prom$"),
+           "a file name ending in .prom (node_exporter's textfile collector reads only those)")
 
 
 # host:port, an IPv6 host in brackets; the port is checked for its range below.

@@ -64,6 +64,11 @@ def show(text):
 
 
 
+def delta(later, earlier):
+    """``later - earlier`` in ms with its own sign: "+246 ms", or "-2777 ms" when it came first."""
+    return f"{(later - earlier) * 1000:+.0f} ms"
+
+
 def route(lab, host, since):
     """Which path ran the promote that restored: the master's reactor or the minion's own job."""
     ret = first(lab.master_events("salt/job/"), since,
@@ -117,7 +122,7 @@ def change_reaches_peer(lab, source, target, label):
                     lambda d: d.get("func") == "run_job" and d.get("name") == "proxysql_ha_ship")
     if noticed:
         lab.say(f"{label}: the engine noticed the write and ran the ship job "
-                f"(+{(noticed['t'] - saved_at) * 1000:.0f} ms)", at=noticed["t"])
+                f"({delta(noticed['t'], saved_at)})", at=noticed["t"])
     lab.say(f"{target.name.upper()}: generation {generation(name)} from {source.minion_id} arrived "
             f"{(arrived - saved_at) * 1000:.0f} ms after the save", at=arrived)
     return saved
@@ -148,9 +153,9 @@ def takeover(lab, host, since, cause):
     lab.say(f"{who}: ucarp MASTER, up-script ran: VIP {lab.vip} added "
             f"({(up - since) * 1000:.0f} ms after {cause})", at=up)
     lab.say(f"{who}: the hook's events are on the minion's bus: reconcile job asked, "
-            f"proxysql_ha/carp/MASTER (+{(hook['t'] - up) * 1000:.0f} ms)", at=hook["t"])
+            f"proxysql_ha/carp/MASTER ({delta(hook['t'], up)})", at=hook["t"])
     lab.say(f"{who}: promote starts, through {route(lab, host, since)} "
-            f"(+{(started - hook['t']) * 1000:.0f} ms)", at=started)
+            f"({delta(started, hook['t'])})", at=started)
     lab.say(f"{who}: restored {restore['chosen']} in {restore['ms']:.0f} ms (stop step "
             f"{steps.get('stop', 0):.0f} ms, verified copy installed {steps.get('install', 0):.0f} "
             f"ms); ProxySQL (stand-in) started on it", at=running)

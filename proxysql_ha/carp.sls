@@ -30,6 +30,10 @@ proxysql_ha_ucarp:
     - name: "carp: ucarp needs proxysql_ha:vip, proxysql_ha:formula:ucarp:src_ip and proxysql_ha:formula:ucarp:password"
 {%- else %}
 
+proxysql_ha_ucarp_pkg:
+  pkg.installed:
+    - name: ucarp
+
 proxysql_ha_ucarp_passfile:
   file.managed:
     - name: {{ (f.etc_dir ~ '/ucarp.pass') | yaml_dquote }}
@@ -53,6 +57,8 @@ proxysql_ha_ucarp_unit:
         Restart=always
         [Install]
         WantedBy=multi-user.target
+    - require:
+      - pkg: proxysql_ha_ucarp_pkg
 {%- if grains.get('init') == 'systemd' %}
 
 proxysql_ha_ucarp_service:
@@ -64,5 +70,11 @@ proxysql_ha_ucarp_service:
       - file: proxysql_ha_ucarp_passfile
 {%- endif %}
 {%- endif %}
+{%- elif carp == 'keepalived' %}
+
+{#- keepalived.conf is the operator's (README: a complete vrrp_instance); its
+    vrrp_instance must say:  notify "{{ hook }}"  #}
+proxysql_ha_keepalived_pkg:
+  pkg.installed:
+    - name: keepalived
 {%- endif %}
-{#- keepalived: add to the vrrp_instance:  notify "{{ hook }}"  (README). #}

@@ -30,6 +30,9 @@ proxysql_ha_wrapper_{{ name }}:
     - mode: '0755'
     - contents: |
         #!/bin/sh
+        # the hook reads its configuration from formula:etc_dir, wherever that is
+        PROXYSQL_HA_HOOK_CONF={{ f.etc_dir }}/hook.json
+        export PROXYSQL_HA_HOOK_CONF
         exec {{ python }} {{ lib_dir }}/event.py {{ flag }}"$@"
     - require:
       - file: proxysql_ha_event.py

@@ -1,4 +1,4 @@
-{%- from "proxysql_ha/map.jinja" import ha, f, minion_d with context %}
+{%- from "proxysql_ha/map.jinja" import ha, f, minion_d, config_dir, salt_call with context %}
 # The engine notices a saved configuration within watch_interval and runs the
 # ship job, and relays the CARP hook's transitions from its spool at once;
 # engines are read from the minion's configuration at its start.
@@ -21,7 +21,8 @@ proxysql_ha_engine_conf:
 
 proxysql_ha_restart_minion:
   cmd.run:
-    - name: salt-call --local service.restart salt-minion
+    # -c: this minion's own configuration directory, wherever it is
+    - name: {{ salt_call }} --local -c {{ config_dir }} service.restart salt-minion
     - bg: True
     - onchanges:
       - file: proxysql_ha_engine_conf

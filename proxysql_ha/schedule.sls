@@ -1,6 +1,13 @@
 # The minion's own schedule (not pillar schedules, which cannot be enabled or
 # disabled at run time): ship, purge, reconcile, check; enabled as the role wants.
-{%- for job, args in salt['proxysql_ha.jobs']().items() %}
+{%- from "proxysql_ha/map.jinja" import no_daemon, no_daemon_msg with context %}
+{%- if no_daemon %}
+
+proxysql_ha_minion_daemon:
+  test.fail_without_changes:
+    - name: {{ no_daemon_msg | yaml_dquote }}
+{%- endif %}
+{%- for job, args in ([] if no_daemon else salt['proxysql_ha.jobs']().items()) %}
 
 {{ job }}:
   schedule.present:

@@ -189,7 +189,7 @@ def test_restore_passes_over_a_bad_candidate_to_an_older_valid_backup(pair, spoi
     bad = Candidate(pair, tmp_path, shared_dir)
     spoil(bad)
 
-    report = pair.b.ha.restore()
+    report = pair.b.ha.restore(start=True)
 
     assert (report["restored"], report["chosen"]) == (True, older), report["rejected"]
     reasons = rejection(report, bad.name)
@@ -206,7 +206,7 @@ def test_restore_with_only_a_bad_candidate_keeps_the_live_db_and_starts_proxysql
     spoil(bad)
     live, uuid = pair.b.shared_config(), pair.b.live_uuid()
 
-    report = pair.b.ha.restore()
+    report = pair.b.ha.restore(start=True)
 
     assert (report["restored"], report["chosen"]) == (False, None)
     reasons = rejection(report, bad.name)
@@ -229,7 +229,7 @@ def test_restore_passes_over_a_half_written_file_to_an_older_valid_backup(pair, 
     partial = half_written(Candidate(pair, tmp_path, shared_dir))
     content = partial.read_bytes()
 
-    report = pair.b.ha.restore()
+    report = pair.b.ha.restore(start=True)
 
     assert (report["restored"], report["chosen"], report["rejected"]) == (True, older, [])
     assert partial.read_bytes() == content
@@ -240,7 +240,7 @@ def test_restore_with_only_a_half_written_file_keeps_the_live_db_and_starts_prox
     partial = half_written(Candidate(pair, tmp_path, shared_dir))
     live = (pair.b.shared_config(), pair.b.live_uuid())
 
-    report = pair.b.ha.restore()
+    report = pair.b.ha.restore(start=True)
 
     assert (report["restored"], report["chosen"], report["rejected"]) == (False, None, [])
     assert partial.exists()
@@ -263,7 +263,7 @@ BAD_PILLARS = [
     pytest.param(lambda p: p.update(settle_timeout=0.1), "'proxysql_ha:settle_timeout'", id="settle-timeout"),
 ]
 PUBLIC_FUNCTIONS = ("role", "backup", "ship", "purge", "list_backups", "verify", "restore", "promote", "demote",
-                    "status", "check")
+                    "status", "check", "metrics")
 
 
 @pytest.mark.parametrize("spoil, key", BAD_PILLARS)

@@ -78,7 +78,7 @@ def test_restore_on_a_full_datadir_fails_and_proxysql_runs_on_the_untouched_db(b
     live = b.live_db.read_bytes()
 
     with pytest.raises(CommandExecutionError, match="no space left") as failure:
-        b.ha.restore()
+        b.ha.restore(start=True)
 
     assert "the current database was left untouched; ProxySQL was started on it" in str(failure.value)
     assert b.live_db.read_bytes() == live

@@ -51,7 +51,7 @@ def test_restore_installs_the_newest_valid_backup_and_starts_proxysql_on_it(pair
     a, b = pair.a, pair.b
     own_uuid = b.live_uuid()
 
-    restored = b.ha.restore()
+    restored = b.ha.restore(start=True)
 
     assert (restored["restored"], restored["chosen"], restored["generation"]) == (True, shipped[1], 2)
     assert restored["rejected"] == []
@@ -67,7 +67,7 @@ def test_restore_keeps_the_previous_db_as_a_private_pre_restore_copy(pair, shipp
     b = pair.b
     previous = b.live_db.read_bytes()
 
-    restored = b.ha.restore()
+    restored = b.ha.restore(start=True)
 
     copies = list(b.datadir.glob("proxysql.db.pre-restore-*"))
     assert [str(p) for p in copies] == [restored["pre_restore_copy"]]
@@ -83,7 +83,7 @@ def test_restore_moves_a_hot_journal_aside_and_installs_a_sound_db(pair, shipped
         b.configure(schema_fingerprint=b.ha.list_backups()["expected_schema"]["fingerprint"])
     journal = leave_hot_journal(b.live_db)
 
-    restored = b.ha.restore()
+    restored = b.ha.restore(start=True)
 
     assert (restored["restored"], restored["chosen"]) == (True, shipped[1]), restored
     assert not b.live_db.with_name("proxysql.db-journal").exists()

@@ -8,6 +8,7 @@ applied first with ``test=True``, then for real, then again.
 
 import hashlib
 import json
+import os
 import stat
 import subprocess
 import time
@@ -183,3 +184,32 @@ def test_the_installed_hook_reaches_the_master_through_the_minion(installed_hook
                                           after_time=since, timeout=60)
     assert sent.found_all_events
     print(f"\ninstalled hook sent BACKUP in the foreground in {hook_ms} ms")
+
+
+def test_the_installed_wrapper_finds_hook_json_in_etc_dir_by_itself(installed_hook, ha_master,
+                                                                     event_listener):
+    """No PROXYSQL_HA_HOOK_CONF from the caller (devd, ucarp and keepalived set none): the
+    wrapper the formula wrote hands the hook ``<formula:etc_dir>/hook.json``, a non-default path."""
+    hook, conf = installed_hook
+    assert not str(conf).startswith(("/etc/", "/usr/local/etc/"))
+    env = {k: v for k, v in os.environ.items() if k != "PROXYSQL_HA_HOOK_CONF"}
+    env["PROXYSQL_HA_HOOK_FOREGROUND"] = "1"
+    since = time.time()
+
+    out = subprocess.run([str(hook), "BACKUP", "9@lo"], env=env, capture_output=True, text=True,
+                         timeout=60, check=False)
+
+    assert out.returncode == 0, out.stderr
+    sent = event_listener.wait_for_events([(ha_master.id, "proxysql_ha/carp/BACKUP")],
+                                          after_time=since, timeout=60)
+    assert sent.found_all_events
+
+
+def test_the_minion_with_its_own_root_dir_keeps_the_keys_in_etc_dir(node_b, b_pillar, applied):
+    """The minion runs with a root_dir of its own; peer:identity_file and known_hosts follow
+    formula:etc_dir (they were fixed under /etc/proxysql-ha before)."""
+    assert node_b.config["root_dir"] != "/"
+    conf = node_b.salt_call_cli(timeout=120).run("proxysql_ha.config").data
+    etc = b_pillar["formula"]["etc_dir"]
+    assert (conf["peer"]["identity_file"], conf["peer"]["known_hosts"]) == (
+        f"{etc}/id_ed25519", f"{etc}/known_hosts")

@@ -105,7 +105,7 @@ def test_restore_on_the_peer_installs_the_shipped_configuration_and_starts_proxy
     live_b = Path(pair.b["datadir"]) / "proxysql.db"
     uuid_b = proxysql_db.dump_config(live_b)["global_settings"]
 
-    out, report = salt_call(pair.conf_b, "restore")
+    out, report = salt_call(pair.conf_b, "restore", "start=True")
 
     assert out.returncode == 0, out.stderr
     assert report["restored"] is True

@@ -128,3 +128,11 @@ def test_the_package_carries_the_utils_and_states_directories(installed):
         assert (package / "utils" / f"{name}.py").is_file()
     assert (package / "states" / "__init__.py").is_file()
     assert (package / "modules" / "proxysql_ha.py").is_file()
+
+
+def test_the_package_carries_the_beacon_the_engine_and_the_license(installed):
+    package = installed / "saltext" / "proxysql_ha"
+    assert (package / "beacons" / "proxysql_ha.py").is_file()
+    assert (package / "engines" / "proxysql_ha.py").is_file()
+    licenses = list(installed.glob("saltext*proxysql_ha*.dist-info/**/LICENSE"))
+    assert licenses and "Apache License" in licenses[0].read_text()

@@ -69,7 +69,55 @@ def test_build_is_the_defaults_with_the_pillar_values_over_them():
     expected = proxysql_ha_config.defaults("Debian")
     expected.update(vhid=9, interface="eth0", vip="192.0.2.50", node_id=MINION_ID)
     expected["peer"]["host"] = "proxysql2.example.test"
+    expected["peer"].update(identity_file="/etc/proxysql-ha/id_ed25519",
+                            known_hosts="/etc/proxysql-ha/known_hosts")
     assert build_linux({}) == expected
+
+
+def test_etc_dir_moves_the_identity_file_and_known_hosts():
+    conf = build_linux({"formula": {"etc_dir": "/opt/pha/etc"}})
+    assert conf["peer"]["identity_file"] == "/opt/pha/etc/id_ed25519"
+    assert conf["peer"]["known_hosts"] == "/opt/pha/etc/known_hosts"
+    given = build_linux({"formula": {"etc_dir": "/opt/pha/etc"},
+                         "peer": {"identity_file": "/root/key", "known_hosts": "/root/kh"}})
+    assert (given["peer"]["identity_file"], given["peer"]["known_hosts"]) == ("/root/key", "/root/kh")
+
+
+@pytest.mark.parametrize("root_dir", ["/", "", None, "//"])
+def test_a_root_dir_of_slash_changes_no_default(root_dir):
+    plain = build_linux({})
+    assert proxysql_ha_config.build(copy.deepcopy(LINUX_PILLAR), "Debian", MINION_ID,
+                                    root_dir=root_dir) == plain
+
+
+def test_salt_root_dir_prefixes_the_extensions_own_directories_only():
+    conf = proxysql_ha_config.build(copy.deepcopy(LINUX_PILLAR), "Debian", MINION_ID,
+                                    root_dir="/srv/minion-root/")
+    assert conf["state_dir"] == "/srv/minion-root/var/lib/proxysql-ha/state"
+    assert conf["backup_dir"] == "/srv/minion-root/var/lib/proxysql-ha/outgoing"
+    assert conf["inbox_dir"] == "/srv/minion-root/var/lib/proxysql-ha/incoming"
+    assert conf["formula"]["etc_dir"] == "/srv/minion-root/etc/proxysql-ha"
+    assert conf["peer"]["identity_file"] == "/srv/minion-root/etc/proxysql-ha/id_ed25519"
+    # ProxySQL's datadir and the libexec dir are system locations: not moved
+    assert conf["datadir"] == "/var/lib/proxysql"
+    assert conf["formula"]["libexec_dir"] == "/usr/local/libexec"
+    # a value the pillar gives is taken as it is
+    given = proxysql_ha_config.build(changed(LINUX_PILLAR, {"state_dir": "/data/state"}), "Debian",
+                                     MINION_ID, root_dir="/srv/minion-root")
+    assert given["state_dir"] == "/data/state"
+
+
+def test_metrics_are_off_by_default_and_checked():
+    assert build_linux({})["metrics"] == {"textfile_dir": None, "file_name": "proxysql_ha.prom"}
+    assert build_linux({"metrics": {"textfile_dir": "/var/lib/node_exporter"}})["metrics"][
+        "textfile_dir"] == "/var/lib/node_exporter"
+    for bad, key in (({"textfile_dir": "relative"}, "metrics:textfile_dir"),
+                     ({"textfile_dir": "/var/lib"}, "metrics:textfile_dir"),
+                     ({"file_name": "x.txt"}, "metrics:file_name"),
+                     ({"file_name": "../x.prom"}, "metrics:file_name"),
+                     ({"interval": 5}, "metrics:interval")):
+        with pytest.raises(SaltInvocationError, match=re.escape(key)):
+            build_linux({"metrics": bad})
 
 
 def test_a_nested_value_keeps_its_siblings_defaults():

@@ -9,6 +9,8 @@ import copy
 import os
 import re
 import shlex
+import subprocess
+import sys
 
 import pytest
 import salt.utils.data
@@ -64,13 +66,15 @@ def jobs(conf):
 
 @pytest.fixture
 def render(render_sls, pillar):
-    """``render(sls, os_family="Debian")``: the states ``proxysql_ha/<sls>.sls`` renders for ``pillar``."""
+    """``render(sls, os_family="Debian", daemon_up=True)``: the states ``proxysql_ha/<sls>.sls`` renders for
+    ``pillar`` (``daemon_up``: whether a minion daemon answers, asked by a masterless apply)."""
 
-    def run(sls, os_family="Debian"):
+    def run(sls, os_family="Debian", daemon_up=True):
         conf = proxysql_ha_config.build(pillar, os_family, "proxysql-a")
         functions = {
             "proxysql_ha.config": lambda: shown(conf),
             "proxysql_ha.jobs": lambda: jobs(conf),
+            "proxysql_ha.daemon_up": lambda: daemon_up,
             "config.get": lambda key, default="": {"conf_file": MINION_CONF}.get(key, default),
             "file.dirname": os.path.dirname,
             "cmd.which": {"ip": "/usr/sbin/ip"}.get,
@@ -181,8 +185,33 @@ def test_ucarp_wrappers_run_the_hook_with_the_minions_python_and_their_flag(rend
     function, managed = by_name(render("files"))[wrapper]
 
     assert (function, managed["mode"]) == ("file.managed", "0755")
-    assert managed["contents"].splitlines() == [
-        "#!/bin/sh", f'exec {PYTHON} {libexec}/proxysql-ha/event.py {flag} "$@"']
+    lines = [line for line in managed["contents"].splitlines() if not line.startswith("# ")]
+    assert lines == [
+        "#!/bin/sh", f"PROXYSQL_HA_HOOK_CONF={pillar['formula']['etc_dir']}/hook.json",
+        "export PROXYSQL_HA_HOOK_CONF", f'exec {PYTHON} {libexec}/proxysql-ha/event.py {flag} "$@"']
+
+
+def test_the_hook_wrapper_runs_the_hook_with_the_hook_json_of_etc_dir(render, pillar, tmp_path):
+    """The wrapper, run by sh, hands the hook the hook.json of formula:etc_dir (not a built-in path)."""
+    libexec = pillar["formula"]["libexec_dir"]
+    _, managed = by_name(render("files"))[f"{libexec}/proxysql-ha-event"]
+    wrapper = tmp_path / "wrapper"
+    fake_hook = tmp_path / "libexec" / "proxysql-ha" / "event.py"
+    fake_hook.parent.mkdir(parents=True)
+    fake_hook.write_text("import os, sys\nprint(os.environ['PROXYSQL_HA_HOOK_CONF'], *sys.argv[1:])\n")
+    wrapper.write_text(managed["contents"].replace(PYTHON, sys.executable))
+    out = subprocess.run(["/bin/sh", str(wrapper), "MASTER", "9@em0"], capture_output=True, text=True,
+                         timeout=30, check=True)
+    assert out.stdout.split() == [f"{pillar['formula']['etc_dir']}/hook.json", "MASTER", "9@em0"]
+
+
+def test_a_masterless_apply_without_a_minion_daemon_is_refused_at_once(render):
+    for sls in ("init", "schedule"):
+        rendered = render(sls, daemon_up=False)
+        assert "include" not in rendered
+        failing = [args(rendered, state_id) for state_id in rendered]
+        assert [function for function, _ in failing] == ["test.fail_without_changes"]
+        assert "running salt-minion daemon" in failing[0][1]["name"]
 
 
 @pytest.mark.parametrize("missing", ["src_ip", "password"])
@@ -219,9 +248,11 @@ def test_ssh_transport_installs_the_identity_from_pillar_and_pins_the_peers_host
 
     _, identity = args(rendered, "proxysql_ha_identity")
     _, known = args(rendered, "proxysql_ha_known_host")
+    etc = pillar["formula"]["etc_dir"]  # the identity and known_hosts follow formula:etc_dir
     assert (identity["name"], identity["mode"], identity["contents_pillar"]) == (
-        "/usr/local/etc/proxysql-ha/id_ed25519", "0600", "proxysql_ha:formula:ssh_private_key")
+        f"{etc}/id_ed25519", "0600", "proxysql_ha:formula:ssh_private_key")
     assert (known["name"], known["enc"], known["key"]) == ("192.0.2.12", "ssh-ed25519", HOST_KEY.split()[1])
+    assert known["config"] == f"{etc}/known_hosts"
     assert "PRIVATE KEY" not in repr(rendered)
 
 
@@ -253,6 +284,19 @@ def test_minion_restart_runs_in_the_background_only_when_the_engine_conf_changed
 
     assert function == "cmd.run"
     assert (restart["bg"], restart["onchanges"]) == (True, [{"file": "proxysql_ha_engine_conf"}])
+    # the minion's own configuration directory, not salt-call's default /etc/salt
+    assert shlex.split(restart["name"])[1:] == ["--local", "-c", os.path.dirname(MINION_CONF),
+                                                "service.restart", "salt-minion"]
+
+
+@pytest.mark.parametrize(("carp", "package"), [("ucarp", "ucarp"), ("keepalived", "keepalived")])
+def test_the_chosen_carp_daemon_is_installed(render, pillar, carp, package):
+    pillar["formula"]["carp"] = carp
+
+    rendered = render("carp")
+
+    installed = [a for f, a in (args(rendered, s) for s in rendered) if f == "pkg.installed"]
+    assert [a["name"] for a in installed] == [package]
 
 
 def test_schedule_declares_every_job_with_the_arguments_of_proxysql_ha_jobs(render, pillar):

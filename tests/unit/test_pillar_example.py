@@ -25,12 +25,29 @@ def _key_paths(mapping, prefix=""):
             yield from _key_paths(value, prefix + key + ":")
 
 
-def test_pillar_example_validates_as_a_freebsd_node():
+def test_pillar_example_validates_as_a_linux_node_with_linux_paths():
     pillar = salt.utils.yaml.safe_load((REPO / "pillar.example").read_text())
-    conf = _config_module().build(pillar["proxysql_ha"], "FreeBSD", "proxysql-a")
-    assert conf["role_source"] == "freebsd_carp"
+    conf = _config_module().build(pillar["proxysql_ha"], "Debian", "proxysql-a")
+    assert (conf["role_source"], conf["vip"], conf["interface"]) == ("vip", "192.0.2.50", "eth0")
     assert conf["node_id"] == "proxysql-a"
     assert conf["peer"]["host"] == "192.0.2.12"
+    # as copied, every path is the Linux default: nothing FreeBSD in it
+    assert conf == _config_module().build(
+        {"vhid": 9, "interface": "eth0", "vip": "192.0.2.50", "peer": {"host": "192.0.2.12"},
+         "formula": {"ucarp": {"src_ip": "192.0.2.11", "password": "change-me-shared-secret"}}},
+        "Debian", "proxysql-a")
+
+
+def test_pillar_freebsd_example_validates_as_a_freebsd_node_with_freebsd_paths():
+    pillar = salt.utils.yaml.safe_load((REPO / "pillar.freebsd.example").read_text())
+    conf = _config_module().build(pillar["proxysql_ha"], "FreeBSD", "proxysql-a")
+    assert (conf["role_source"], conf["interface"], conf["vip"]) == ("freebsd_carp", "em0", None)
+    assert conf["peer"]["host"] == "192.0.2.12"
+    assert conf == _config_module().build(
+        {"vhid": 9, "interface": "em0", "peer": {"host": "192.0.2.12"}, "formula": {"carp": "devd"}},
+        "FreeBSD", "proxysql-a")
+    text = (REPO / "pillar.freebsd.example").read_text()
+    assert "/var/lib/" not in text and "/etc/proxysql-ha" not in text.replace("/usr/local/etc", "")
 
 
 def test_pillar_example_documents_every_configuration_key():
