@@ -14,6 +14,7 @@ data; failures raise ``CommandExecutionError`` (a failed operation) or
 ``SaltInvocationError`` (bad arguments or pillar) with the reason.
 """
 
+import calendar
 import contextlib
 import fcntl
 import grp
@@ -94,7 +95,19 @@ def _ms(start):
 def _lock(conf):
     """Serialise every change on this node; give up after ``lock_timeout``."""
     path = os.path.join(_u("proxysql_ha_store.ensure_dir")(conf["state_dir"]), "lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | nofollow, 0o600)
+    except OSError:  # a read-only or full state dir: flock works on a read-only descriptor
+        try:
+            fd = os.open(path, os.O_RDONLY | nofollow)
+        except OSError:  # and none could be created there: the directory itself is the lock
+            try:
+                fd = os.open(conf["state_dir"], os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            except OSError as exc:
+                raise CommandExecutionError(
+                    f"cannot open the lock {path}: {exc.strerror or exc} (proxysql_ha:state_dir)"
+                ) from exc
     deadline = time.monotonic() + conf["lock_timeout"]
     try:
         while True:
@@ -1523,19 +1536,51 @@ def _facts(conf, role):
     """One snapshot of what the plan decides from (``proxysql_ha_plan``), each read once."""
     journal = _state(conf, JOURNAL)
     live_state = _source_or_none(conf)
+    running = _running(conf)
     return {
         "role": role,
-        "running": _running(conf),
+        "running": running,
         "recorded": _state(conf, ROLE_STATE) or {},
         "journal": journal,
         "live_state": live_state,
-        "progress": _u("proxysql_ha_journal.takeover_progress")(journal, live_state),
+        "progress": _u("proxysql_ha_journal.takeover_progress")(journal, live_state)
+        or _restored_since(conf, role, journal, live_state, running),
         "schedule": _schedule_changes(conf, role),
         "stop_on_backup": conf["stop_on_backup"],
         "vip": _state(conf, VIP_STATE) or {},
         "health": conf["health"],
         "now": time.time(),
     }
+
+
+def _restored_since(conf, role, journal, live_state, running):
+    """
+    ``"installed"`` when, without a journal (the state dir could not take
+    one), the datadir shows that this node restored a copy since it stepped
+    down and ProxySQL serves it: a ``proxysql.db.pre-restore-<time>`` copy
+    younger than role.json's ``since`` that is no longer the live file. A
+    second restore would set aside what ProxySQL saved since. Else None.
+    """
+    recorded = _state(conf, ROLE_STATE) or {}
+    if role != "MASTER" or journal or recorded.get("role") == "MASTER" or not live_state:
+        return None
+    since = recorded.get("since")
+    prefix = DB_NAME + ".pre-restore-"
+    try:
+        names = [n for n in os.listdir(conf["datadir"])
+                 if n.startswith(prefix) and not n.endswith(SIDE_FILES)]
+    except OSError:
+        return None
+    for name in names:
+        try:
+            stamp = calendar.timegm(time.strptime(name[len(prefix):len(prefix) + 15],
+                                                  "%Y%m%dT%H%M%S"))
+            ino = os.lstat(os.path.join(conf["datadir"], name)).st_ino
+        except (ValueError, OSError):
+            continue
+        if since is not None and stamp + 1 >= since and ino != live_state["ino"] and running:
+            return "installed"
+    return None
 
 
 def _plan(conf, role):

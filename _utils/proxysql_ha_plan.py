@@ -63,7 +63,8 @@ def _master(facts, result):
     if progress == "installed":
         result["takeover"] = "finish"
         actions.append(f"finish the takeover begun at {_when(journal)}"
-                       + (f" ({journal['restoring']} is live)" if journal.get("restoring") else ""))
+                       + (f" ({journal['restoring']} is live)" if (journal or {}).get("restoring")
+                          else ""))
     elif progress == "restore" or not in_office:
         result["takeover"] = "restore"
         actions.append("take over as MASTER" + (

@@ -117,3 +117,9 @@ def test_schedule_changes_are_actions(role):
     verb = "enable" if role == "MASTER" else "disable"
     assert result["actions"] == [f"{verb} schedule job proxysql_ha_ship"]
     assert result["schedule"] == {"proxysql_ha_ship": role == "MASTER"}
+
+
+def test_a_takeover_found_installed_without_a_journal_only_finishes():
+    result = plan(recorded={"role": "BACKUP", "since": 5.0}, progress="installed")
+    assert result["takeover"] == "finish"
+    assert result["actions"] == ["finish the takeover begun at an unknown time"]
