@@ -1682,7 +1682,8 @@ def _problems(conf, report, now):
                       "message": "this node gave up the VIP: ProxySQL did not run "
                                  f"({vip.get('reason')}); it takes it back once ProxySQL runs"})
     unfinished = report.get("unfinished_transition")
-    if unfinished:
+    if unfinished and now - (unfinished.get("since") or 0) > (
+            conf["lock_timeout"] + 2 * conf["service"]["timeout"]):  # not one under way now
         found.append({"kind": "transition_unfinished",
                       "message": f"a {unfinished.get('transition')} begun at "
                                  f"{_u('proxysql_ha_store.utc_iso')(unfinished.get('since') or 0)}"

@@ -93,7 +93,7 @@ def _standby(facts, result):
         if running:
             result["reclaim"] = True
             actions.append("reclaim the VIP: ProxySQL runs again")
-        else:
+        elif _held_down(facts, "probed"):
             result["probe"] = True
             actions.append("try starting ProxySQL (the VIP was released while it was down)")
     if (running or result["probe"]) and facts["stop_on_backup"]:
@@ -110,9 +110,13 @@ def _released(facts):
     return bool((facts.get("vip") or {}).get("released"))
 
 
-def _held_down(facts):
-    """Whether the hold-down since the VIP's release is over (so it cannot flap)."""
-    since = (facts.get("vip") or {}).get("since") or 0
+def _held_down(facts, key="since"):
+    """
+    Whether the hold-down since the VIP's release (``key`` ``probed``: since
+    the last try to start ProxySQL) is over, so the VIP cannot flap and a
+    broken ProxySQL is tried once per hold-down.
+    """
+    since = (facts.get("vip") or {}).get(key) or 0
     return facts["now"] - since >= (facts.get("health") or {}).get("hold_down", 0)
 
 

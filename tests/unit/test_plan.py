@@ -123,3 +123,9 @@ def test_a_takeover_found_installed_without_a_journal_only_finishes():
     result = plan(recorded={"role": "BACKUP", "since": 5.0}, progress="installed")
     assert result["takeover"] == "finish"
     assert result["actions"] == ["finish the takeover begun at an unknown time"]
+
+
+def test_a_released_backup_tries_proxysql_once_per_hold_down():
+    base = dict(role="BACKUP", recorded={"role": "BACKUP"}, running=False)
+    assert plan(**base, vip={"released": True, "since": 900.0, "probed": 990.0})["probe"] is False
+    assert plan(**base, vip={"released": True, "since": 900.0, "probed": 960.0})["probe"] is True
