@@ -49,9 +49,22 @@ JOURNAL = "transition.json"  # the intent of an unfinished promote or demote (pr
 STATE_ERRORS = "proxysql_ha.state_errors"  # __context__: state writes that failed in this call
 
 
+# One function of each _utils module this module needs: __virtual__ resolves them,
+# so a missing helper refuses the module with the reason instead of failing a failover.
+HELPERS = ("proxysql_ha_config.build", "proxysql_ha_carp.parse_ifconfig",
+           "proxysql_ha_sqlite.source_state", "proxysql_ha_store.write_json",
+           "proxysql_ha_plan.plan", "proxysql_ha_journal.takeover_progress")
+_RESOLVED = {}  # "module.function" -> the function: resolved once per load of this module
+
+
 def __virtual__():
     if salt.utils.platform.is_windows():
         return (False, "proxysql_ha: ProxySQL failover runs on FreeBSD and Linux only")
+    for name in HELPERS:
+        try:
+            _u(name)
+        except CommandExecutionError as exc:
+            return (False, str(exc))
     return __virtualname__
 
 
@@ -63,19 +76,26 @@ def _u(name):
     A function of this extension's ``_utils`` modules: through the loader when
     they were synced (``saltutil.sync_all``), else from the installed package
     (Salt's utils loader does not look into ``salt.loader`` entry points).
+    Resolved once per load of this module (a sync reloads it), not at every call.
     """
     try:
-        return __utils__[name]
+        return _RESOLVED[name]
     except KeyError:
         pass
-    module, function = name.split(".", 1)
     try:
-        return getattr(importlib.import_module(f"saltext.proxysql_ha.utils.{module}"), function)
-    except ImportError as exc:
-        raise CommandExecutionError(
-            f"proxysql_ha's helper {module} is not loaded: run saltutil.sync_all, "
-            "or install the saltext.proxysql-ha package"
-        ) from exc
+        found = __utils__[name]
+    except KeyError:
+        module, function = name.split(".", 1)
+        try:
+            found = getattr(importlib.import_module(f"saltext.proxysql_ha.utils.{module}"),
+                            function)
+        except (ImportError, AttributeError) as exc:
+            raise CommandExecutionError(
+                f"proxysql_ha's helper {name} is not loaded: run saltutil.sync_all, "
+                "or install the saltext.proxysql-ha package"
+            ) from exc
+    _RESOLVED[name] = found
+    return found
 
 
 def _config():
