@@ -14,6 +14,7 @@ data; failures raise ``CommandExecutionError`` (a failed operation) or
 ``SaltInvocationError`` (bad arguments or pillar) with the reason.
 """
 
+import calendar
 import contextlib
 import fcntl
 import grp
@@ -21,6 +22,7 @@ import importlib
 import logging
 import os
 import pwd
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -43,11 +45,27 @@ LIVE_STATE = "live.json"
 ROLE_STATE = "role.json"  # the role this node last acted on: promote restores only on a change
 SHIP_STATE = "ship.json"
 METRICS_STATE = "metrics.json"  # the counters behind proxysql_ha.metrics
+VIP_STATE = "vip.json"  # whether this node gave up the VIP because ProxySQL could not run
+JOURNAL = "transition.json"  # the intent of an unfinished promote or demote (proxysql_ha_journal)
+STATE_ERRORS = "proxysql_ha.state_errors"  # __context__: state writes that failed in this call
+
+
+# One function of each _utils module this module needs: __virtual__ resolves them,
+# so a missing helper refuses the module with the reason instead of failing a failover.
+HELPERS = ("proxysql_ha_config.build", "proxysql_ha_carp.parse_ifconfig",
+           "proxysql_ha_sqlite.source_state", "proxysql_ha_store.write_json",
+           "proxysql_ha_plan.plan", "proxysql_ha_journal.takeover_progress")
+_RESOLVED = {}  # "module.function" -> the function: resolved once per load of this module
 
 
 def __virtual__():
     if salt.utils.platform.is_windows():
         return (False, "proxysql_ha: ProxySQL failover runs on FreeBSD and Linux only")
+    for name in HELPERS:
+        try:
+            _u(name)
+        except CommandExecutionError as exc:
+            return (False, str(exc))
     return __virtualname__
 
 
@@ -59,19 +77,26 @@ def _u(name):
     A function of this extension's ``_utils`` modules: through the loader when
     they were synced (``saltutil.sync_all``), else from the installed package
     (Salt's utils loader does not look into ``salt.loader`` entry points).
+    Resolved once per load of this module (a sync reloads it), not at every call.
     """
     try:
-        return __utils__[name]
+        return _RESOLVED[name]
     except KeyError:
         pass
-    module, function = name.split(".", 1)
     try:
-        return getattr(importlib.import_module(f"saltext.proxysql_ha.utils.{module}"), function)
-    except ImportError as exc:
-        raise CommandExecutionError(
-            f"proxysql_ha's helper {module} is not loaded: run saltutil.sync_all, "
-            "or install the saltext.proxysql-ha package"
-        ) from exc
+        found = __utils__[name]
+    except KeyError:
+        module, function = name.split(".", 1)
+        try:
+            found = getattr(importlib.import_module(f"saltext.proxysql_ha.utils.{module}"),
+                            function)
+        except (ImportError, AttributeError) as exc:
+            raise CommandExecutionError(
+                f"proxysql_ha's helper {name} is not loaded: run saltutil.sync_all, "
+                "or install the saltext.proxysql-ha package"
+            ) from exc
+    _RESOLVED[name] = found
+    return found
 
 
 def _config():
@@ -92,7 +117,19 @@ def _ms(start):
 def _lock(conf):
     """Serialise every change on this node; give up after ``lock_timeout``."""
     path = os.path.join(_u("proxysql_ha_store.ensure_dir")(conf["state_dir"]), "lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | nofollow, 0o600)
+    except OSError:  # a read-only or full state dir: flock works on a read-only descriptor
+        try:
+            fd = os.open(path, os.O_RDONLY | nofollow)
+        except OSError:  # and none could be created there: the directory itself is the lock
+            try:
+                fd = os.open(conf["state_dir"], os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            except OSError as exc:
+                raise CommandExecutionError(
+                    f"cannot open the lock {path}: {exc.strerror or exc} (proxysql_ha:state_dir)"
+                ) from exc
     deadline = time.monotonic() + conf["lock_timeout"]
     try:
         while True:
@@ -170,8 +207,42 @@ def _state(conf, name):
     return _u("proxysql_ha_store.read_json")(os.path.join(conf["state_dir"], name))
 
 
-def _save_state(conf, name, data):
-    _u("proxysql_ha_store.write_json")(conf["state_dir"], name, data)
+def _save_state(conf, name, data, errors=None):
+    """
+    Write the state file ``name`` atomically (a temporary file renamed over
+    it). A failure (ENOSPC, EIO, a read-only file system) raises
+    ``CommandExecutionError``; with ``errors`` (a list) it is logged, alerted
+    and appended there instead, so the caller goes on (ProxySQL is started
+    whatever the state dir says). Returns True when written.
+    """
+    try:
+        _u("proxysql_ha_store.write_json")(conf["state_dir"], name, data)
+        return True
+    except OSError as exc:
+        message = (f"cannot write {os.path.join(conf['state_dir'], name)}: "
+                   f"{exc.strerror or exc}; free space or fix proxysql_ha:state_dir")
+        if errors is None:
+            raise CommandExecutionError(message) from exc
+    log.error("proxysql_ha: %s", message)
+    _fire("alert/state_write_failed", {"file": name, "error": message})
+    errors.append(message)
+    return False
+
+
+def _clear_state(conf, name, errors):
+    """Remove the state file ``name``; a failure is reported in ``errors``."""
+    try:
+        os.unlink(os.path.join(conf["state_dir"], name))
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        errors.append(f"cannot remove {os.path.join(conf['state_dir'], name)}: "
+                      f"{exc.strerror or exc}")
+
+
+def _state_errors():
+    """The state writes that failed in this call so far (taken: each is reported once)."""
+    return __context__.pop(STATE_ERRORS, [])
 
 
 def _fail_retcode():
@@ -268,12 +339,13 @@ def _serving(conf, running):
     return _u("proxysql_ha_proxysql.accepts")(address) is None
 
 
-def _start(conf, running=None):
+def _start(conf, running=None, timeout=None):
     """Start ProxySQL unless it runs (``running``: already known) and wait until it serves;
-    True when started now."""
+    True when started now. ``timeout``: how long it gets (default ``service:timeout``)."""
     control = _control(conf)
     return _u("proxysql_ha_proxysql.start")(
-        control["status"], control["start"], control["traffic"], conf["service"]["timeout"], running)
+        control["status"], control["start"], control["traffic"],
+        conf["service"]["timeout"] if timeout is None else timeout, running)
 
 
 def _stop(conf, running=None):
@@ -1062,6 +1134,9 @@ def _restore(conf, name=None, test=False, start=True, min_generation=0, pick=Non
     report.update(restored=True, generation=chosen["generation"], steps_ms=steps,
                   ms=_ms(begin), comment=f"restored {chosen['name']}")
     _count(conf, "restores", last_restore_ms=report["ms"], last_restore_at=time.time())
+    state_errors = _state_errors()
+    if state_errors:
+        report["state_errors"] = state_errors
     log.info("proxysql_ha: restored %s", chosen["name"])
     return report
 
@@ -1138,11 +1213,14 @@ def _install(conf, chosen, owner):
     finally:
         for suffix in ("",) + SIDE_FILES:
             _u(store + "remove_quietly")(tmp + suffix)
+    try:  # the restored copy is live: a state write that fails is reported, never raised
+        source = _u("proxysql_ha_sqlite.source_state")(live)
+    except OSError:
+        source = None
     _save_state(conf, LIVE_STATE, {
         "name": chosen["name"], "generation": chosen["generation"],
-        "content_sha256": digest,
-        "source": _u("proxysql_ha_sqlite.source_state")(live),
-    })
+        "content_sha256": digest, "source": source,
+    }, errors=__context__.setdefault(STATE_ERRORS, []))
     _prune_pre_restore(conf)
     return pre
 
@@ -1275,6 +1353,7 @@ def _transition(what, vhid=None, interface=None):
     if refused:
         return refused
     begin = time.monotonic()
+    _state_errors()  # none left from an earlier call in this process
     with _lock(conf):
         current = _read_role(conf)
         wanted = "promote" if current == "MASTER" else "demote"
@@ -1293,38 +1372,214 @@ def _transition(what, vhid=None, interface=None):
 
 
 def _promote_steps(conf, report, plan):
-    if plan["pick"] is not None:
-        try:
-            report["restore"] = _restore(conf, start=False, pick=plan["pick"],
-                                         running=plan["running"])
-        except CommandExecutionError as exc:
-            report["errors"].append(str(exc))
+    """
+    Take over or stay in office, crash-safe: the journal records the intent
+    (since when, which copy, over which live file) before anything changes,
+    and is removed only once ProxySQL runs; a run after a crash reads from
+    the journal and the live file how far it got (``plan["takeover"]``) and
+    finishes, never restoring over a copy that is live already.
+    """
+    facts, errors = plan["facts"], report["errors"]
+    restored = False
+    if plan["takeover"] == "restore":
+        chosen = plan["pick"][0] if plan["pick"] else None
+        since = (facts["journal"] or {}).get("since") if facts["progress"] else None
+        _save_state(conf, JOURNAL, _u("proxysql_ha_journal.begin_promote")(
+            since or time.time(), chosen and chosen["name"], facts["live_state"]), errors)
+        if chosen is not None:
+            try:
+                report["restore"] = _restore(conf, start=False, pick=plan["pick"],
+                                             running=plan["running"])
+                restored = report["restore"]["restored"]
+                errors.extend(report["restore"].get("state_errors", []))
+            except CommandExecutionError as exc:
+                errors.append(str(exc))
+                report["restore_failed"] = True
+        else:
+            report["restore"] = {"restored": False, "chosen": None,
+                                 "rejected": plan["pick"][1] if plan["pick"] else []}
     mark = time.monotonic()
-    restored = (report.get("restore") or {}).get("restored")
+    health = plan["release_if_down"] and not restored  # a restart, not a takeover's first start
+    up = True
     try:  # a restore that went through left ProxySQL stopped; otherwise ask
-        report["started"] = _start(conf, running=False if restored else None)
+        report["started"] = _start(conf, running=False if restored else plan["running"],
+                                   timeout=conf["health"]["grace"] if health else None)
     except CommandExecutionError as exc:
-        report["errors"].append(str(exc))
+        errors.append(str(exc))
+        report["started"] = up = False
+        if plan["release_if_down"]:
+            report["vip"] = _release_vip(conf, report, str(exc))
     report["start_ms"] = _ms(mark)
+    if plan["reclaim"]:
+        report["vip"] = _reclaim_vip(conf, report, facts["vip"])
     report["schedule"] = _schedule(conf, "MASTER")
-    if not report["errors"]:  # a failed restore is tried again by the next promote
-        _save_state(conf, ROLE_STATE, {"role": "MASTER", "since": time.time()})
-        if "take over as MASTER" in report["actions"]:
-            _count(conf, "failovers")
+    if plan["takeover"] and up and not report.get("restore_failed"):
+        # in office; a failed restore or start keeps the journal: the next run tries again
+        if _save_state(conf, ROLE_STATE, {"role": "MASTER", "since": time.time()}, errors):
+            _clear_state(conf, JOURNAL, errors)
+        _count(conf, "failovers")
 
 
 def _demote_steps(conf, report, plan):
+    """
+    Hand over, crash-safe: the journal keeps when this node stopped being
+    MASTER, so a run after a crash records the same time (the peer's copies
+    shipped since then are the pair's configuration).
+    """
+    facts, errors = plan["facts"], report["errors"]
+    stepped_down = _u("proxysql_ha_journal.stepped_down")(
+        facts["journal"], facts["recorded"], time.time())
+    if plan["handover"]:
+        _save_state(conf, JOURNAL, _u("proxysql_ha_journal.begin_demote")(
+            time.time(), stepped_down), errors)
     report["schedule"] = _schedule(conf, report["role"])
+    running = plan["running"]
+    if plan["probe"]:
+        running = _probe(conf, report)
+    if running and plan["reclaim"] or plan["probe"] and running:
+        report["vip"] = _reclaim_vip(conf, report, facts["vip"])
     report["stopped"] = False
-    if conf["stop_on_backup"] and plan["running"]:
+    if conf["stop_on_backup"] and running:
         try:
             report["stopped"] = _stop(conf, running=True)
         except CommandExecutionError as exc:
-            report["errors"].append(str(exc))
-    previous = _state(conf, ROLE_STATE) or {}
-    stepped_down = previous.get("since") if previous.get("role") not in (None, "MASTER") \
-        else time.time()  # BACKUP to INIT is not a new step down
-    _save_state(conf, ROLE_STATE, {"role": report["role"], "since": stepped_down})
+            errors.append(str(exc))
+    if _save_state(conf, ROLE_STATE, {"role": report["role"], "since": stepped_down}, errors):
+        _clear_state(conf, JOURNAL, errors)
+
+
+# ---- the VIP follows ProxySQL's health ------------------------------------------------
+
+
+def _probe(conf, report):
+    """Start ProxySQL on a node that gave up the VIP, to see whether it runs again."""
+    vip = dict(_state(conf, VIP_STATE) or {}, probed=time.time())
+    _save_state(conf, VIP_STATE, vip, report["errors"])
+    try:
+        _start(conf, running=False, timeout=conf["health"]["grace"])
+        report["probe"] = "ProxySQL runs again"
+        return True
+    except CommandExecutionError as exc:
+        report["probe"] = f"ProxySQL still does not run: {exc}"
+        return False
+
+
+def _vip_step(conf, step):
+    """Run one step of proxysql_ha_carp (an argv, or a file to write); the error, or None."""
+    if step is None:
+        return None
+    if "write" in step:
+        path = step["write"]
+        try:
+            directory = os.path.dirname(path)
+            tmp = _u("proxysql_ha_store.new_tmp")(directory)
+            try:
+                with open(tmp, "w", encoding="utf-8") as handle:
+                    handle.write(step["text"])
+                os.chmod(tmp, 0o644)  # keepalived reads it; it holds no secret
+                _u("proxysql_ha_store.publish")(tmp, path)
+            finally:
+                _u("proxysql_ha_store.remove_quietly")(tmp)
+        except OSError as exc:
+            return f"cannot write {path}: {exc.strerror or exc}"
+        return None
+    out = __salt__["cmd.run_all"](step["argv"], python_shell=False, ignore_retcode=True,
+                                  timeout=10)
+    if out["retcode"] != 0:
+        return (f"{shlex.join(step['argv'])} failed (exit {out['retcode']}): "
+                f"{(out.get('stderr') or out.get('stdout') or '').strip()}")
+    return None
+
+
+def _health_carp(conf):
+    return _u("proxysql_ha_config.health_carp")(conf, __grains__.get("os_family"))
+
+
+def _release_vip(conf, report, why):
+    """
+    Give up the VIP: ProxySQL does not run on this MASTER. The intent is
+    recorded first (a crash after the release still knows what to undo);
+    fires ``proxysql_ha/vip/released`` and the alert at once.
+    """
+    implementation = _health_carp(conf)
+    previous = _state(conf, VIP_STATE) or {}
+    again = bool(previous.get("released"))
+    record = {"released": True, "since": previous["since"] if again else time.time(),
+              "carp": implementation, "reason": why, "params": previous.get("params")}
+    outcome = {"released": False, "carp": implementation, "again": again}
+    try:
+        if implementation == "freebsd" and not record["params"]:
+            record["params"] = _u("proxysql_ha_carp.parse_vhid_params")(
+                _ifconfig(conf), conf["vhid"])
+        step = _release_step(conf, implementation, record["params"]) if implementation else None
+    except CommandExecutionError as exc:
+        step, outcome["error"] = None, str(exc)
+    if implementation is None:
+        outcome["error"] = "no way to give up the VIP here (proxysql_ha:health:carp): kept"
+    if "error" not in outcome:
+        _save_state(conf, VIP_STATE, record, report["errors"])
+        outcome["error"] = _vip_step(conf, step)
+        outcome["released"] = outcome["error"] is None
+        if "argv" in (step or {}):
+            outcome["ran"] = step["argv"]
+    if outcome["error"]:
+        report["errors"].append(f"cannot give up the VIP: {outcome['error']}")
+    event = {"node_id": conf["node_id"], "carp": implementation, "reason": why,
+             "released": outcome["released"], "error": outcome["error"]}
+    if outcome["released"] and not again:
+        _fire("vip/released", event)
+    if not again:
+        _fire("alert/vip_released", event)
+    return outcome
+
+
+def _release_step(conf, implementation, params):
+    carp = "proxysql_ha_carp."
+    pid = None
+    if implementation == "ucarp":
+        path = conf["health"]["ucarp_pidfile"]
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read(64)
+        except OSError as exc:
+            raise CommandExecutionError(
+                f"cannot read ucarp's pid file {path}: {exc.strerror or exc} "
+                "(proxysql_ha:health:ucarp_pidfile)") from exc
+        pid = _u(carp + "parse_pid")(text, path)
+    return _u(carp + "release_step")(implementation, conf["interface"], conf["vhid"],
+                                     params=params, pid=pid,
+                                     track_file=conf["health"]["keepalived_track_file"])
+
+
+def _reclaim_vip(conf, report, vip):
+    """Undo the release: ProxySQL runs again and the hold-down is over. Fires ``vip/reclaimed``."""
+    implementation = vip.get("carp")
+    try:
+        step = _u("proxysql_ha_carp.reclaim_step")(
+            implementation, conf["interface"], conf["vhid"], params=vip.get("params"),
+            track_file=conf["health"]["keepalived_track_file"]) if implementation else None
+        error = _vip_step(conf, step)
+    except CommandExecutionError as exc:
+        error = str(exc)
+    if error:
+        report["errors"].append(f"cannot take the VIP back: {error}")
+        return {"reclaimed": False, "error": error}
+    _save_state(conf, VIP_STATE, {"released": False, "since": time.time(),
+                                  "reclaimed_after": time.time() - (vip.get("since") or 0)},
+                report["errors"])
+    _fire("vip/reclaimed", {"node_id": conf["node_id"], "carp": implementation})
+    return {"reclaimed": True, "carp": implementation}
+
+
+def _ifconfig(conf):
+    out = __salt__["cmd.run_all"](["ifconfig", conf["interface"]], python_shell=False,
+                                  ignore_retcode=True, timeout=10)
+    if out["retcode"] != 0:
+        raise CommandExecutionError(
+            f"ifconfig {conf['interface']} failed (exit {out['retcode']}): "
+            f"{(out.get('stderr') or out.get('stdout') or '').strip()}"
+        )
+    return out["stdout"]
 
 
 def _finish(what, report):
@@ -1485,33 +1740,73 @@ def reconcile(test=False):
             "comment": f"ran {transition}" if report["acted"] else "converged"}
 
 
+def _facts(conf, role):
+    """One snapshot of what the plan decides from (``proxysql_ha_plan``), each read once."""
+    journal = _state(conf, JOURNAL)
+    live_state = _source_or_none(conf)
+    running = _running(conf)
+    return {
+        "role": role,
+        "running": running,
+        "recorded": _state(conf, ROLE_STATE) or {},
+        "journal": journal,
+        "live_state": live_state,
+        "progress": _u("proxysql_ha_journal.takeover_progress")(journal, live_state)
+        or _restored_since(conf, role, journal, live_state, running),
+        "schedule": _schedule_changes(conf, role),
+        "stop_on_backup": conf["stop_on_backup"],
+        "vip": _state(conf, VIP_STATE) or {},
+        "health": conf["health"],
+        "now": time.time(),
+    }
+
+
+def _restored_since(conf, role, journal, live_state, running):
+    """
+    ``"installed"`` when, without a journal (the state dir could not take
+    one), the datadir shows that this node restored a copy since it stepped
+    down and ProxySQL serves it: a ``proxysql.db.pre-restore-<time>`` copy
+    younger than role.json's ``since`` that is no longer the live file. A
+    second restore would set aside what ProxySQL saved since. Else None.
+    """
+    recorded = _state(conf, ROLE_STATE) or {}
+    if role != "MASTER" or journal or recorded.get("role") == "MASTER" or not live_state:
+        return None
+    since = recorded.get("since")
+    prefix = DB_NAME + ".pre-restore-"
+    try:
+        names = [n for n in os.listdir(conf["datadir"])
+                 if n.startswith(prefix) and not n.endswith(SIDE_FILES)]
+    except OSError:
+        return None
+    for name in names:
+        try:
+            stamp = calendar.timegm(time.strptime(name[len(prefix):len(prefix) + 15],
+                                                  "%Y%m%dT%H%M%S"))
+            ino = os.lstat(os.path.join(conf["datadir"], name)).st_ino
+        except (ValueError, OSError):
+            continue
+        if since is not None and stamp + 1 >= since and ino != live_state["ino"] and running:
+            return "installed"
+    return None
+
+
 def _plan(conf, role):
     """
-    What promote (MASTER) or demote (otherwise) would change now: ``actions``
-    in words, the ``pick`` of backup to restore (a node taking over only), and
+    What promote (MASTER) or demote (otherwise) would change now: the pure
+    plan over :func:`_facts` (``actions`` in words and what to do), with
+    the ``pick`` of backup to restore when a takeover must restore, and
     whether ProxySQL is ``running``.
     """
-    running = _running(conf)
-    recorded = (_state(conf, ROLE_STATE) or {}).get("role")  # the role it last acted on
-    plan = {"actions": [], "pick": None, "running": running}
-    actions = plan["actions"]
-    if role == "MASTER":
-        if recorded != "MASTER":
-            actions.append("take over as MASTER")
-            newest = (_state(conf, LIVE_STATE) or {}).get("generation", 0)
-            plan["pick"] = _choose(conf, min_generation=newest + 1,
-                                   stepped_down=(_state(conf, ROLE_STATE) or {}).get("since"))
-            if plan["pick"][0]:
-                actions.append(f"restore {plan['pick'][0]['name']}")
-        if not running:
-            actions.append("start ProxySQL")
-    else:
-        if recorded == "MASTER":
-            actions.append(f"hand over as {role}")
-        if running and conf["stop_on_backup"]:
-            actions.append("stop ProxySQL")
-    actions += [f"{'enable' if want else 'disable'} schedule job {job}"
-                for job, want in _schedule_changes(conf, role).items()]
+    facts = _facts(conf, role)
+    plan = _u("proxysql_ha_plan.plan")(facts)
+    plan.update(facts=facts, running=facts["running"], pick=None)
+    if plan["takeover"] == "restore":
+        newest = (_state(conf, LIVE_STATE) or {}).get("generation", 0)
+        plan["pick"] = _choose(conf, min_generation=newest + 1,
+                               stepped_down=facts["recorded"].get("since"))
+        if plan["pick"][0]:
+            plan["actions"].insert(1, f"restore {plan['pick'][0]['name']}")
     return plan
 
 
@@ -1560,6 +1855,8 @@ def _status(conf):
     problems.extend(_setup_problems(conf))
     report["live"] = _live_origin(conf)
     report["acting_as"] = (_state(conf, ROLE_STATE) or {}).get("role")
+    report["vip"] = _state(conf, VIP_STATE) or {"released": False}
+    report["unfinished_transition"] = _state(conf, JOURNAL)
     expected = _expected_schema(conf)
     report["expected_schema"] = {k: expected.get(k) for k in ("fingerprint", "source", "error")}
     with _facts_cache(conf) as cache:
@@ -1638,6 +1935,18 @@ def _problems(conf, report, now):
     if report["role"] in ("BACKUP", "INIT") and running and conf["stop_on_backup"]:
         found.append({"kind": "backup_proxysql_up",
                       "message": f"this node is {report['role']} but ProxySQL is running"})
+    vip = report.get("vip") or {}
+    if vip.get("released"):
+        found.append({"kind": "vip_released",
+                      "message": "this node gave up the VIP: ProxySQL did not run "
+                                 f"({vip.get('reason')}); it takes it back once ProxySQL runs"})
+    unfinished = report.get("unfinished_transition")
+    if unfinished and now - (unfinished.get("since") or 0) > (
+            conf["lock_timeout"] + 2 * conf["service"]["timeout"]):  # not one under way now
+        found.append({"kind": "transition_unfinished",
+                      "message": f"a {unfinished.get('transition')} begun at "
+                                 f"{_u('proxysql_ha_store.utc_iso')(unfinished.get('since') or 0)}"
+                                 " is not finished: the next reconcile finishes it"})
     newest = report["newest_backup"]
     if master and newest and not newest["valid"]:
         found.append({"kind": "backup_invalid",

@@ -83,3 +83,110 @@ def _addresses(data):
             address = entry.get("address")
             if address:
                 yield address.split("%")[0]
+
+
+# ---- giving up the VIP and taking it back --------------------------------------------
+#
+# A MASTER whose ProxySQL cannot run gives up the VIP, each implementation by
+# its own mechanism; these functions build what to run, the module runs it.
+#
+# FreeBSD carp(4): the vhid's advskew is raised to DEMOTED_ADVSKEW and the vhid
+# forced to BACKUP (``ifconfig <if> vhid N advskew 240 state backup``); with
+# ``net.inet.carp.preempt=1`` on the peer (the formula sets it) the peer, which
+# advertises faster, takes the VIP and keeps it, and this node does not
+# preempt back while it advertises slower. Per vhid rather than the global
+# ``net.inet.carp.demotion`` sysctl, which would demote every vhid of the host
+# (and is also raised by the kernel itself on link and pfsync events). The
+# undo puts back the advskew read before the release. In VRRPv3 mode
+# (FreeBSD 15) the same is done with ``vrrpprio``.
+#
+# ucarp: SIGUSR2 makes it drop to BACKUP. With a healthy peer advertising, it
+# stays BACKUP (it preempts only with a better advskew than the peer's); the
+# module sends the signal again on every run that finds the node MASTER with
+# ProxySQL still down (ucarp re-takes the VIP when the peer falls silent, which
+# is then the only choice left). Nothing to undo: ucarp takes part as before.
+#
+# keepalived: a ``track_file`` the module writes: ``1`` while released, ``0``
+# otherwise; with ``weight 0`` keepalived puts the instance in FAULT while the
+# value is not 0 (README), so it cannot take the VIP back until it is 0.
+
+DEMOTED_ADVSKEW = 240
+DEMOTED_VRRP_PRIO = 1
+IMPLEMENTATIONS = ("freebsd", "ucarp", "keepalived")
+_CARP_PARAMS = re.compile(
+    r"^\s*carp:\s+\S+\s+vhid\s+(?P<vhid>\d+)\s+advbase\s+\d+\s+advskew\s+(?P<advskew>\d+)\b"
+)
+_VRRP_PARAMS = re.compile(r"^\s*vrrp:\s+\S+\s+vrid\s+(?P<vhid>\d+)\s+prio\s+(?P<prio>\d+)\b")
+
+
+def parse_vhid_params(text, vhid):
+    """
+    ``{"proto": "carp", "advskew": N}`` or ``{"proto": "vrrp", "prio": N}`` of
+    ``vhid`` in FreeBSD's ``ifconfig <iface>``: what the undo puts back.
+    """
+    found = []
+    for line in text.splitlines():
+        match = _CARP_PARAMS.match(line)
+        if match and int(match.group("vhid")) == vhid:
+            found.append({"proto": "carp", "advskew": int(match.group("advskew"))})
+        match = _VRRP_PARAMS.match(line)
+        if match and int(match.group("vhid")) == vhid:
+            found.append({"proto": "vrrp", "prio": int(match.group("prio"))})
+    if len(found) != 1:
+        raise CommandExecutionError(
+            f"ifconfig shows vhid {vhid} {len(found)} times with its advskew or prio: "
+            "cannot demote it"
+        )
+    return found[0]
+
+
+def release_step(implementation, interface, vhid, params=None, pid=None, track_file=None):
+    """
+    What gives up the VIP: ``{"argv": [...]}`` to run, or ``{"write": path,
+    "text": ...}``. ``params``: :func:`parse_vhid_params` (FreeBSD); ``pid``:
+    ucarp's process id; ``track_file``: keepalived's.
+    """
+    if implementation == "freebsd":
+        if params["proto"] == "vrrp":
+            knob = ["vrrpprio", str(DEMOTED_VRRP_PRIO)]
+        else:
+            knob = ["advskew", str(DEMOTED_ADVSKEW)]
+        return {"argv": ["ifconfig", interface, "vhid", str(vhid), *knob, "state", "backup"]}
+    if implementation == "ucarp":
+        return {"argv": ["kill", "-USR2", str(_pid(pid))]}
+    if implementation == "keepalived":
+        return {"write": track_file, "text": "1\n"}
+    raise CommandExecutionError(f"no way to give up the VIP with {implementation!r}")
+
+
+def reclaim_step(implementation, interface, vhid, params=None, track_file=None):
+    """
+    What undoes :func:`release_step`: the same shapes, or None (ucarp: nothing
+    to undo). ``params``: those read before the release.
+    """
+    if implementation == "freebsd":
+        if params["proto"] == "vrrp":
+            knob = ["vrrpprio", str(params["prio"])]
+        else:
+            knob = ["advskew", str(params["advskew"])]
+        return {"argv": ["ifconfig", interface, "vhid", str(vhid), *knob]}
+    if implementation == "ucarp":
+        return None
+    if implementation == "keepalived":
+        return {"write": track_file, "text": "0\n"}
+    raise CommandExecutionError(f"no way to take the VIP back with {implementation!r}")
+
+
+def parse_pid(text, path):
+    """The process id in a pid file's ``text`` (``path`` names it in errors)."""
+    try:
+        return _pid(int(text.strip().split()[0]))
+    except (ValueError, IndexError):
+        raise CommandExecutionError(  # pylint: disable=raise-missing-from
+            f"{path} holds no process id: is ucarp running (proxysql_ha:health:ucarp_pidfile)?")
+
+
+def _pid(pid):
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
+        raise CommandExecutionError(f"{pid!r} is not the process id of ucarp")
+    return pid

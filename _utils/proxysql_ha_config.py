@@ -19,6 +19,8 @@ __virtualname__ = "proxysql_ha_config"
 ROLE_SOURCES = ("freebsd_carp", "vip")
 CARP_WIRINGS = ("auto", "devd", "ucarp", "keepalived", "none")
 TRANSPORTS = ("ssh", "local")
+# How a MASTER whose ProxySQL cannot run gives up the VIP (proxysql_ha_carp).
+HEALTH_CARPS = ("auto", "freebsd", "ucarp", "keepalived", "none")
 # FreeBSD and Linux interface names: letters, digits and . _ - (Linux caps at 15).
 _IFACE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
@@ -54,10 +56,10 @@ def defaults(os_family, root_dir="/"):
     """
     if os_family == "FreeBSD":
         datadir, base, role_source = "/var/db/proxysql", "/var/db/proxysql-ha", "freebsd_carp"
-        etc = "/usr/local/etc/proxysql-ha"
+        etc, run = "/usr/local/etc/proxysql-ha", "/var/run"
     else:
         datadir, base, role_source = "/var/lib/proxysql", "/var/lib/proxysql-ha", "vip"
-        etc = "/etc/proxysql-ha"
+        etc, run = "/etc/proxysql-ha", "/run"
     base, etc = _rooted(root_dir, base), _rooted(root_dir, etc)
     return {
         "vhid": None,
@@ -93,6 +95,14 @@ def defaults(os_family, root_dir="/"):
             "reconcile_interval": 10,
             "check_interval": 60,
             "watch_interval": 0.25,
+        },
+        "health": {
+            "enabled": True,
+            "carp": "auto",
+            "grace": 5.0,
+            "hold_down": 30.0,
+            "ucarp_pidfile": os.path.join(run, "proxysql-ha-ucarp.pid"),
+            "keepalived_track_file": os.path.join(base, "proxysql-down"),
         },
         "formula": {
             "carp": "auto",
@@ -149,7 +159,7 @@ def build(raw, os_family, minion_id, root_dir="/"):
         raise SaltInvocationError(
             f"pillar key 'proxysql_ha' must be a mapping, got {type(raw).__name__}"
         )
-    conf = _merge(defaults(os_family, root_dir), raw, "proxysql_ha")
+    conf = _merge(defaults(os_family, root_dir), _plain(raw), "proxysql_ha")
     if conf["node_id"] is None:
         conf["node_id"] = minion_id
     etc = conf["formula"]["etc_dir"]
@@ -158,6 +168,20 @@ def build(raw, os_family, minion_id, root_dir="/"):
             conf["peer"][key] = etc.rstrip("/") + "/" + name
     _check(conf)
     return conf
+
+
+def _plain(value):
+    """
+    Plain dicts and lists of the pillar's value. Salt hands pillar data over
+    as ``salt.utils.secret`` MaskedDict/MaskedList, whose text is
+    ``'**********'``: a message built from them would not say which command
+    failed. Secrets are kept out of messages by naming them, not by this.
+    """
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
 
 
 def _merge(base, override, path):
@@ -294,6 +318,7 @@ def _check(conf):
     _check_peer(conf)
     _check_formula(conf)
     _check_metrics(conf)
+    _check_health(conf)
 
 
 def _check_metrics(conf):
@@ -372,3 +397,33 @@ def _check_formula(conf):
     _int(conf, "formula:ucarp:advskew", 0, 254)
     _bool(conf, "formula:ucarp:preempt")
     _int(conf, "formula:ucarp:prefix", 0, 128)
+
+
+def _check_health(conf):
+    health = conf["health"]
+    _bool(conf, "health:enabled")
+    if health["carp"] not in HEALTH_CARPS:
+        _fail("health:carp", health["carp"], f"must be one of {', '.join(HEALTH_CARPS)}")
+    _number(conf, "health:grace", 0.5, 600)
+    _number(conf, "health:hold_down", 0, 86400)
+    _abspath(conf, "health:ucarp_pidfile")
+    _abspath(conf, "health:keepalived_track_file")
+
+
+def health_carp(conf, os_family):
+    """
+    The implementation that gives up the VIP (``freebsd``, ``ucarp``,
+    ``keepalived``) or None (``health:carp: none``, or a wiring without one):
+    ``auto`` follows the role source and the formula's CARP wiring.
+    """
+    chosen = conf["health"]["carp"]
+    if chosen == "none":
+        return None
+    if chosen != "auto":
+        return chosen
+    if conf["role_source"] == "freebsd_carp":
+        return "freebsd"
+    wiring = conf["formula"]["carp"]
+    if wiring == "auto":
+        wiring = "devd" if os_family == "FreeBSD" else "ucarp"
+    return wiring if wiring in ("ucarp", "keepalived") else None

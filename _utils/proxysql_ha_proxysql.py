@@ -21,6 +21,7 @@ No ``__salt__`` here: the module passes the service actions in as callables.
 """
 
 import os
+import shlex
 import socket
 import sqlite3
 import time
@@ -141,7 +142,7 @@ def run_service(conf, verb, run_all, salt_function):
             return out["retcode"] == 0
         if out["retcode"] != 0:
             raise CommandExecutionError(
-                f"ProxySQL {verb} command {commands[verb]} failed (exit {out['retcode']}): "
+                f"ProxySQL {verb} command {shlex.join(commands[verb])} failed (exit {out['retcode']}): "
                 f"{(out.get('stderr') or out.get('stdout') or '').strip()}"
             )
         return True

@@ -34,6 +34,18 @@ WRAPPER = """#!/bin/sh
 echo "$(date +%s.%N) {direction} $*" >> {log}
 exec {python} {hook} --ucarp-{direction} "$@"
 """
+# The lab's ProxySQL start command: the stand-in's, unless the file ``broken`` names exists
+# (``Host.break_start``): then it fails as a ProxySQL that cannot start does.
+START_GATE = """#!{python}
+import os
+import sys
+
+if os.path.exists(sys.argv[1]):
+    print("proxysql could not start (the lab broke its start)", file=sys.stderr)
+    sys.exit(1)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+HEALTH = {"carp": "ucarp", "grace": 2, "hold_down": 5}  # the VIP follows ProxySQL, quickly
 
 
 class Host:
@@ -64,6 +76,8 @@ class Host:
         self.public_key = None
         self.known_hosts = self.root / "ssh" / "known_hosts"
         self.transitions_log = self.root / "ucarp" / "transitions.log"
+        self.ucarp_pidfile = self.root / "ucarp" / "ucarp.pid"
+        self.start_broken = self.root / "start-broken"
         self.events_file = self.root / "events.jsonl"
         self.sshd = None
         self.ucarp = None
@@ -115,6 +129,9 @@ class Host:
             script.write_text(WRAPPER.format(direction=direction, log=self.transitions_log,
                                              python=sys.executable, hook=hook), encoding="utf-8")
             script.chmod(0o755)
+        gate = self.root / "start-gate"
+        gate.write_text(START_GATE.format(python=sys.executable), encoding="utf-8")
+        gate.chmod(0o755)
         password = self.root / "ucarp" / "password"
         password.write_text("lab-carp-secret\n", encoding="utf-8")
         password.chmod(0o600)
@@ -122,6 +139,8 @@ class Host:
     def pillar(self):
         """This host's ``proxysql_ha`` pillar: role from the VIP, ssh shipping to the peer."""
         commands = {verb: self.node.standin_argv(verb) for verb in ("start", "stop", "status")}
+        commands["start"] = [str(self.root / "start-gate"), str(self.start_broken),
+                             *commands["start"]]
         return {
             "vhid": VHID,
             "interface": self.iface,
@@ -138,6 +157,7 @@ class Host:
             "service": {"timeout": 15},
             "commands": commands,
             "proxysql": {"traffic_address": "auto"},
+            "health": dict(HEALTH, ucarp_pidfile=str(self.ucarp_pidfile)),
             "peer": {"transport": "ssh", "host": self.peer.address, "port": 22, "user": "root",
                      "identity_file": str(self.identity), "known_hosts": str(self.known_hosts),
                      "connect_timeout": 2, "timeout": 20},
@@ -200,6 +220,7 @@ class Host:
         self.ucarp = netns.Process(self.namespace, argv, scripts / "ucarp.log",
                                    env={"PROXYSQL_HA_HOOK_CONF": str(self.root / "hook.json")})
         self.ucarp.start()
+        self.ucarp_pidfile.write_text(f"{self.ucarp.pid}\n", encoding="utf-8")
 
     def stop_ucarp(self):
         """Stop ucarp gracefully: it runs its down-script (--shutdown) and exits."""
@@ -234,6 +255,13 @@ class Host:
         netns.link(self.namespace, self.iface, "up")
         self.start_minion()
         self.start_ucarp()
+
+    def break_start(self):
+        """ProxySQL's start fails on this host from now on (its start command exits 1)."""
+        self.start_broken.write_text("broken by the lab\n", encoding="utf-8")
+
+    def fix_start(self):
+        self.start_broken.unlink(missing_ok=True)
 
     def cut_link(self):
         """Partition the host: its port leaves the bridge (its interface stays up, no carrier loss)."""

@@ -22,6 +22,15 @@ proxysql_ha_devd:
     - name: devd
     - watch:
       - file: proxysql_ha_devd_rules
+{%- if ha.health.enabled %}
+
+# The VIP follows ProxySQL: a node whose ProxySQL cannot run raises its vhid's
+# advskew; with preemption its peer, advertising faster, takes the VIP (carp(4)).
+proxysql_ha_carp_preempt:
+  sysctl.present:
+    - name: net.inet.carp.preempt
+    - value: 1
+{%- endif %}
 {%- elif carp == 'ucarp' %}
 {%- if not f.ucarp.src_ip or not salt['pillar.get']('proxysql_ha:formula:ucarp:password') or not ha.vip %}
 
@@ -54,6 +63,8 @@ proxysql_ha_ucarp_unit:
         After=network-online.target salt-minion.service
         [Service]
         ExecStart=/usr/sbin/ucarp --interface={{ ha.interface }} --srcip={{ f.ucarp.src_ip }} --vhid={{ ha.vhid }} --passfile={{ f.etc_dir }}/ucarp.pass --addr={{ ha.vip }} --advbase={{ f.ucarp.advbase }} --advskew={{ f.ucarp.advskew }}{{ ' --preempt' if f.ucarp.preempt else '' }} --upscript={{ f.libexec_dir }}/proxysql-ha-ucarp-up --downscript={{ f.libexec_dir }}/proxysql-ha-ucarp-down --shutdown
+        ExecStartPost=/bin/sh -c 'echo "$$MAINPID" > "$$1"' proxysql-ha-ucarp-pid {{ ha.health.ucarp_pidfile }}
+        ExecStopPost=/bin/rm -f {{ ha.health.ucarp_pidfile }}
         Restart=always
         [Install]
         WantedBy=multi-user.target
@@ -77,4 +88,17 @@ proxysql_ha_ucarp_service:
 proxysql_ha_keepalived_pkg:
   pkg.installed:
     - name: keepalived
+{%- endif %}
+{%- if carp == 'keepalived' and ha.health.enabled %}
+
+# keepalived reads this file through a vrrp_track_file with weight 0 (README):
+# 1 (written by proxysql_ha when ProxySQL cannot run) puts the instance in FAULT.
+proxysql_ha_keepalived_track_file:
+  file.managed:
+    - name: {{ ha.health.keepalived_track_file | yaml_dquote }}
+    - contents: "0"
+    - replace: False
+    - user: root
+    - mode: '0644'
+    - makedirs: True
 {%- endif %}

@@ -165,6 +165,7 @@ def repair(lab):
     if not lab.master.running():
         lab.start_master()
     for host in lab.hosts.values():
+        host.fix_start()
         host.restore_link()
         if host.sshd.process is None:
             host.start_sshd()

@@ -296,6 +296,14 @@ BAD = [
     ({"peer": {"transport": "local"}}, "peer:path"),
     ({"peer": {"transport": "local", "path": "incoming"}}, "peer:path"),
     ({"peer": {"transport": "local", "path": "/"}}, "peer:path"),
+    ({"health": {"enabled": "yes"}}, "health:enabled"),
+    ({"health": {"carp": "vrrpd"}}, "health:carp"),
+    ({"health": {"grace": 0}}, "health:grace"),
+    ({"health": {"grace": "5"}}, "health:grace"),
+    ({"health": {"hold_down": -1}}, "health:hold_down"),
+    ({"health": {"ucarp_pidfile": "ucarp.pid"}}, "health:ucarp_pidfile"),
+    ({"health": {"keepalived_track_file": "/tmp/x y"}}, "health:keepalived_track_file"),
+    ({"health": {"interval": 5}}, "health:interval"),
 ]
 
 
@@ -335,3 +343,37 @@ def test_traffic_address_accepts_auto_none_and_host_port(value):
 
 def test_traffic_address_defaults_to_auto():
     assert build_linux({})["proxysql"] == {"traffic_address": "auto"}
+
+
+def test_health_defaults_follow_the_os_family():
+    linux = build_linux({})["health"]
+    freebsd = proxysql_ha_config.build(copy.deepcopy(FREEBSD_PILLAR), "FreeBSD", MINION_ID)["health"]
+    assert (linux["enabled"], linux["grace"], linux["hold_down"]) == (True, 5.0, 30.0)
+    assert linux["ucarp_pidfile"] == "/run/proxysql-ha-ucarp.pid"
+    assert linux["keepalived_track_file"] == "/var/lib/proxysql-ha/proxysql-down"
+    assert freebsd["ucarp_pidfile"] == "/var/run/proxysql-ha-ucarp.pid"
+
+
+@pytest.mark.parametrize(
+    ("os_family", "changes", "carp"),
+    [
+        ("FreeBSD", {"role_source": "freebsd_carp"}, "freebsd"),
+        ("Debian", {}, "ucarp"),
+        ("Debian", {"formula": {"carp": "keepalived"}}, "keepalived"),
+        ("Debian", {"formula": {"carp": "none"}}, None),
+        ("Debian", {"health": {"carp": "none"}}, None),
+        ("Debian", {"health": {"carp": "keepalived"}}, "keepalived"),
+    ],
+)
+def test_the_way_the_vip_is_given_up_follows_the_carp_wiring(os_family, changes, carp):
+    conf = proxysql_ha_config.build(changed(LINUX_PILLAR, changes), os_family, MINION_ID)
+    assert proxysql_ha_config.health_carp(conf, os_family) == carp
+
+
+def test_pillar_data_salt_masks_is_plain_in_the_configuration():
+    from salt.utils.secret import hide  # pylint: disable=import-outside-toplevel
+
+    conf = proxysql_ha_config.build(hide(changed(LINUX_PILLAR, {"commands": FULL_COMMANDS})), "Debian", MINION_ID)
+
+    assert f"{conf['commands']['start']}" == "['/usr/sbin/service', 'proxysql', 'start']"
+    assert type(conf["commands"]) is dict and type(conf["commands"]["start"]) is list

@@ -315,3 +315,40 @@ def test_the_hook_spools_where_the_engine_listens(render):
     engine = yaml.safe_load(engine_conf["contents"])["engines"][0]["proxysql_ha"]
     assert hook_conf["dataset"]["spool_dir"] == engine["spool"]
     assert hook_conf["dataset"]["reconcile_job"] == engine["reconcile_job"]
+
+
+# ---- the VIP follows ProxySQL's health --------------------------------------------------------
+
+
+def test_freebsd_turns_carp_preemption_on_so_the_peer_takes_a_released_vip(render):
+    assert args(render("carp", "FreeBSD"), "proxysql_ha_carp_preempt") == (
+        "sysctl.present", {"name": "net.inet.carp.preempt", "value": 1})
+
+
+def test_ucarp_unit_writes_the_pid_file_the_module_signals_without_pillar_text_in_the_shell(render, pillar):
+    pillar["health"] = {"ucarp_pidfile": "/run/test-ucarp.pid"}
+
+    unit = args(render("carp"), "proxysql_ha_ucarp_unit")[1]["contents"]
+
+    post, = (line for line in unit.splitlines() if line.startswith("ExecStartPost="))
+    argv = shlex.split(post.removeprefix("ExecStartPost="))
+    assert argv == ["/bin/sh", "-c", 'echo "$$MAINPID" > "$$1"', "proxysql-ha-ucarp-pid", "/run/test-ucarp.pid"]
+    assert "ExecStopPost=/bin/rm -f /run/test-ucarp.pid" in unit.splitlines()
+
+
+def test_keepalived_gets_a_track_file_that_a_highstate_never_resets(render, pillar):
+    pillar["formula"]["carp"] = "keepalived"
+    pillar["health"] = {"keepalived_track_file": "/var/lib/proxysql-ha/proxysql-down"}
+
+    function, track = args(render("carp"), "proxysql_ha_keepalived_track_file")
+
+    assert function == "file.managed"
+    assert (track["name"], track["contents"], track["replace"], track["mode"]) == (
+        "/var/lib/proxysql-ha/proxysql-down", "0", False, "0644")
+
+
+def test_without_the_health_rule_no_preemption_nor_track_file(render, pillar):
+    pillar["health"] = {"enabled": False}
+    assert "proxysql_ha_carp_preempt" not in render("carp", "FreeBSD")
+    pillar["formula"]["carp"] = "keepalived"
+    assert "proxysql_ha_keepalived_track_file" not in render("carp")
