@@ -297,3 +297,17 @@ def copy_for_restore(backup_path, target, node_uuid):
         src.close()
     if result != [("ok",)]:
         raise CommandExecutionError(f"the restored copy failed its check: {_first(result)}")
+
+
+def contents(conn):
+    """
+    Every user table's ``{"columns", "key", "rows"}`` (key: the primary key's
+    columns from ``PRAGMA table_info``), for ``proxysql_ha_diff``.
+    """
+    found = {}
+    for name in tables(conn):
+        info = conn.execute(f'PRAGMA table_info("{name}")').fetchall()
+        keyed = sorted((row[5], row[1]) for row in info if row[5])
+        found[name] = {"columns": [row[1] for row in info], "key": [c for _, c in keyed],
+                       "rows": conn.execute(f'SELECT * FROM "{name}"').fetchall()}
+    return found
