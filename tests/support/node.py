@@ -99,6 +99,7 @@ class Node:
             "group": group,
             "service": {"timeout": 15},
             "commands": {verb: self.standin_argv(verb) for verb in ("start", "stop", "status")},
+            "pidfile": str(self.pidfile),  # the engine reads it to tell whether ProxySQL runs
             "peer": {"transport": "local", "path": str(peer_path)},
         }
         pillar.update(overrides)

@@ -69,7 +69,14 @@ def test_build_is_the_defaults_with_the_pillar_values_over_them():
     expected = proxysql_ha_config.defaults("Debian")
     expected.update(vhid=9, interface="eth0", vip="192.0.2.50", node_id=MINION_ID)
     expected["peer"]["host"] = "proxysql2.example.test"
+    expected["pidfile"] = "/var/lib/proxysql/proxysql.pid"  # ProxySQL's own, in its datadir
     assert build_linux({}) == expected
+
+
+def test_the_pid_file_follows_the_datadir_unless_given():
+    assert build_linux({"datadir": "/srv/proxysql"})["pidfile"] == "/srv/proxysql/proxysql.pid"
+    assert build_linux({"pidfile": "/run/proxysql/proxysql.pid"})["pidfile"] == "/run/proxysql/proxysql.pid"
+    assert build_linux({"pidfile": False})["pidfile"] is False  # the status command tells
 
 
 def test_a_nested_value_keeps_its_siblings_defaults():
@@ -111,6 +118,9 @@ def test_a_minion_id_that_is_no_node_name_is_refused_naming_node_id():
         pytest.param("Debian", {"interface": "enp3s0f1.100"}, id="vlan-interface"),
         pytest.param("Debian", {"settle": 0, "settle_timeout": 0.1}, id="no-settle"),
         pytest.param("Debian", {"commands": FULL_COMMANDS}, id="all-three-commands"),
+        pytest.param("Debian", {"pidfile": "/run/proxysql.pid"}, id="pidfile"),
+        pytest.param("Debian", {"schedule": {"engine_check_interval": 0}}, id="engine-checks-off"),
+        pytest.param("Debian", {"schedule": {"engine_check_interval": 0.5}}, id="engine-checks-0.5"),
         pytest.param("Debian", {"schema_fingerprint": "0123456789abcdef" * 4}, id="schema-fingerprint"),
         pytest.param("Debian", {"peer": {"transport": "local", "path": "/srv/peer/incoming"}}, id="local-peer"),
         pytest.param("Debian", {"peer": {"host": "2001:db8::12", "port": 65535}}, id="ipv6-peer"),
@@ -237,6 +247,12 @@ BAD = [
     ({"peer": {"transport": "local"}}, "peer:path"),
     ({"peer": {"transport": "local", "path": "incoming"}}, "peer:path"),
     ({"peer": {"transport": "local", "path": "/"}}, "peer:path"),
+    ({"pidfile": "proxysql.pid"}, "pidfile"),
+    ({"pidfile": True}, "pidfile"),
+    ({"pidfile": "/run/$(x).pid"}, "pidfile"),
+    ({"schedule": {"engine_check_interval": 0.01}}, "schedule:engine_check_interval"),
+    ({"schedule": {"engine_check_interval": "1"}}, "schedule:engine_check_interval"),
+    ({"schedule": {"engine_check_interval": 61}}, "schedule:engine_check_interval"),
 ]
 
 
