@@ -53,6 +53,7 @@ __virtualname__ = "proxysql_ha"
 RETRY = 10.0  # seconds before a lasting condition (ProxySQL down on the MASTER) is asked for again
 SPOOL_BATCH = 256  # transitions read from the spool per look: the hook keeps one per vhid anyway
 REFRESH_TAG = "minion_pillar_refresh_complete"
+CLAIMED = ".relaying-"  # a spooled file the engine has taken: the hook never writes this name
 _BUS = {}  # the minion's event bus, connected once and kept: ``{"pusher", "listener"}``
 
 
@@ -248,21 +249,30 @@ def _wait(wake, interval):
 
 
 def _spooled(spool):
-    """The transitions the hook dropped (at most ``SPOOL_BATCH``), oldest first, removed from the spool."""
+    """
+    The transitions the hook dropped (at most ``SPOOL_BATCH``), oldest name
+    first, removed from the spool. Each file is claimed first (renamed to a
+    name the hook never writes), so a newer transition the hook puts in its
+    place meanwhile is left for the next look, not deleted unread.
+    """
     payloads = []
-    names = sorted(n for n in os.listdir(spool) if n.startswith("carp-") and n.endswith(".json"))
+    names = sorted(n for n in os.listdir(spool) if n.endswith(".json")
+                   and (n.startswith("carp-") or n.startswith(CLAIMED + "carp-")))
     for name in names[:SPOOL_BATCH]:
         path = os.path.join(spool, name)
+        claimed = path if name.startswith(CLAIMED) else os.path.join(spool, CLAIMED + name)
         try:
             if not stat.S_ISREG(os.lstat(path).st_mode):
                 continue
-            with open(path, encoding="utf-8") as handle:
+            if claimed != path:
+                os.rename(path, claimed)
+            with open(claimed, encoding="utf-8") as handle:
                 payload = json.load(handle)
-            os.unlink(path)
+            os.unlink(claimed)
         except (OSError, ValueError) as exc:  # the hook renames complete files: this is junk
             log.warning("proxysql_ha engine: dropped unreadable transition %s: %s", name, exc)
             with contextlib.suppress(OSError):
-                os.unlink(path)
+                os.unlink(claimed)
             continue
         if isinstance(payload, dict) and payload.get("state") in ("MASTER", "BACKUP", "INIT"):
             payloads.append(payload)
