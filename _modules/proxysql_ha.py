@@ -1438,20 +1438,21 @@ def _own_copies(conf, report):
     ``(copy, base)`` pairs that may hold this node's own changes: its newest
     backup made after the last one it shipped (base: that one), and the live
     database when it changed since it was last backed up or restored (base: the
-    copy it is, when still here).
+    copy it is, when still here). Only valid backups count: one cut short (a
+    crash between its data and its manifest) is still in the live database.
     """
     pairs = []
     shipped = (report.get("last_ship") or {}).get("name")
     parse = _u("proxysql_ha_store.parse_name")
-    ours = [b for b in _u("proxysql_ha_store.newest_first")(
-        _u("proxysql_ha_store.scan")(conf["backup_dir"])["backups"])
-        if parse(b)[2] == conf["node_id"]]
-    if ours and ours[0] != shipped and (not shipped or parse(ours[0])[0] > parse(shipped)[0]):
+    expected, now = _expected_schema(conf), time.time()
+    newest = next((v["name"] for v in _entries(conf["backup_dir"], expected, now)
+                   if v["valid"] and parse(v["name"])[2] == conf["node_id"]), None)
+    if newest and newest != shipped and (not shipped or parse(newest)[0] > parse(shipped)[0]):
         kept = shipped if shipped and os.path.isfile(
             os.path.join(conf["backup_dir"], shipped + ".db")) else None
-        pairs.append((ours[0], kept))
-    live = report.get("live")
-    if os.path.isfile(_live(conf)) and (live is None or live["changed_since"]):
+        pairs.append((newest, kept))
+    live = report.get("live")  # None: never backed up nor restored here, so never MASTER
+    if os.path.isfile(_live(conf)) and live is not None and live["changed_since"]:
         origin = live and live["name"]
         present = origin and any(os.path.isfile(os.path.join(d, origin + ".db"))
                                  for d in (conf["backup_dir"], conf["inbox_dir"]))
