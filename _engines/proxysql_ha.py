@@ -166,16 +166,28 @@ def _node_config(opts, fresh=False):
             "os_family": "FreeBSD" if sys.platform.startswith("freebsd") else None}
         raw = {} if fresh else __salt__["config.get"]("proxysql_ha", {})
         if not raw:  # engines start before the minion compiles its pillar: compile it here
-            import salt.pillar  # pylint: disable=import-outside-toplevel
-
-            raw = salt.pillar.get_pillar(opts, grains, opts["id"], saltenv=opts.get("saltenv"),
-                                         pillarenv=opts.get("pillarenv")).compile_pillar()
-            raw = raw.get("proxysql_ha", {})
+            raw = _compile_pillar(opts, grains).get("proxysql_ha", {})
         return _util("proxysql_ha_config.build")(raw, grains.get("os_family"), opts.get("id"))
     except Exception as exc:  # pylint: disable=broad-except
         log.warning("proxysql_ha engine: no usable proxysql_ha pillar (%s): "
                     "watching the database only", exc)
         return None
+
+
+def _compile_pillar(opts, grains):
+    """
+    The minion's pillar, compiled as the minion does. The engine's copy of the
+    options predates the minion's connection: the master's address is resolved
+    here, once, without DNS retries (an unresolvable master is an error, not a wait).
+    """
+    import salt.minion  # pylint: disable=import-outside-toplevel
+    import salt.pillar  # pylint: disable=import-outside-toplevel
+
+    opts = dict(opts)
+    if opts.get("file_client") != "local" and not opts.get("master_uri"):
+        opts.update(salt.minion.resolve_dns(dict(opts, retry_dns=0)))
+    return salt.pillar.get_pillar(opts, grains, opts["id"], saltenv=opts.get("saltenv"),
+                                  pillarenv=opts.get("pillarenv")).compile_pillar()
 
 
 def _settings(conf, given):
@@ -289,7 +301,7 @@ def _look(opts, watch, state, now):
         payloads = _util("proxysql_ha_watch.coalesce")(_spooled(watch["spool"]))
         if payloads:
             _relay(opts, payloads, watch["reconcile_job"])
-    current = _signature(watch["db"])
+    current = _signature(watch["db"]) if watch["db"] else None
     conf = watch["conf"]
     seen = {"role": state["role"], "previous_role": state["role"], "running": None,
             "db_changed": current != state["last"] and current is not None,
@@ -337,16 +349,17 @@ def start(db=None, job=None, interval=None, spool=None, reconcile_job=None, chec
              "reconcile_job": reconcile_job, "check_interval": check_interval}
     watch = _settings(_node_config(__opts__), given)
     if watch["db"] is None:
-        log.error("proxysql_ha engine: no database to watch: give db or the proxysql_ha pillar")
-        return
+        log.error("proxysql_ha engine: no database to watch yet: give db or the proxysql_ha "
+                  "pillar (asked again every %ss)", RETRY)
     wake = None
     if watch["spool"]:
         try:
             wake = _open_wake(watch["spool"])
         except OSError as exc:  # still relays, at every look instead of at once
             log.error("proxysql_ha engine: cannot open the spool's FIFO: %s", exc)
-    state = {"last": _signature(watch["db"]), "role": None, "asked": {}, "next_check": 0.0,
-             "next_refresh": 0.0, "next_config": 3 * RETRY}
+    state = {"last": _signature(watch["db"]) if watch["db"] else None, "role": None,
+             "asked": {}, "next_check": 0.0, "next_refresh": 0.0,
+             "next_config": time.monotonic() + RETRY}
     log.info("proxysql_ha engine: watching %s every %ss for job %s", watch["db"], watch["interval"],
              watch["job"])
     loops = 0
@@ -355,11 +368,12 @@ def start(db=None, job=None, interval=None, spool=None, reconcile_job=None, chec
         loops += 1
         try:
             now = time.monotonic()
-            if now >= state["next_refresh"]:
+            if watch["conf"] is None and now >= state["next_config"]:
+                state["next_config"] = now + RETRY  # none yet: the minion may not have connected
+                watch = _refreshed(watch, given)
+            elif now >= state["next_refresh"]:
                 state["next_refresh"] = now + (watch["check_interval"] or 1.0)
-                if _pillar_refreshed(__opts__, now) or (watch["conf"] is None
-                                                        and now >= state["next_config"]):
-                    state["next_config"] = now + 3 * RETRY
+                if _pillar_refreshed(__opts__, now):
                     watch = _refreshed(watch, given)
             _look(__opts__, watch, state, now)
         except Exception:  # pylint: disable=broad-except

@@ -207,3 +207,18 @@ def test_a_flood_of_spooled_transitions_is_relayed_once_newest_first(node, minio
     assert [(job, [(p["state"], p["timestamp"]) for p in payloads]) for job, payloads in relayed] == [
         (RECONCILE, [("BACKUP", 1199)])]
     assert sorted(p.name for p in spool.iterdir()) == ["wake"]
+
+
+def test_an_engine_started_before_the_pillar_picks_it_up_and_watches(node, minion, monkeypatch):
+    """Engines start before the minion compiles its pillar: the engine keeps asking, it does not give up."""
+    assert node.standin("start").returncode == 0
+    monkeypatch.setattr(engine, "RETRY", 0.2)
+    answers = iter([None, None])
+    monkeypatch.setattr(engine, "_node_config", lambda opts, fresh=False: next(answers, minion.pillars[-1]))
+    minion.pillars.append(conf_for(node, MASTER_VIP))
+    rows = proxysql_db.dump_config(node.live_db)["mysql_users"]
+
+    run(monkeypatch, minion, [nothing, nothing, nothing, nothing, nothing,
+                              lambda: proxysql_db.save_table(node.live_db, "mysql_users", rows[:1]), nothing])
+
+    assert minion.asked[-1:] == [SHIP]
