@@ -300,7 +300,11 @@ def _look(opts, watch, state, now):
     if watch["spool"]:
         payloads = _util("proxysql_ha_watch.coalesce")(_spooled(watch["spool"]))
         if payloads:
-            _relay(opts, payloads, watch["reconcile_job"])
+            state["asked"]["relayed"] = now  # reconcile asked for: the role change it brings too
+            if not _relay(opts, payloads, watch["reconcile_job"]):
+                log.warning("proxysql_ha engine: the minion did not take every relayed event; "
+                            "the role check asks for reconcile again")
+                state["asked"].pop("relayed")
     current = _signature(watch["db"]) if watch["db"] else None
     conf = watch["conf"]
     seen = {"role": state["role"], "previous_role": state["role"], "running": None,

@@ -128,7 +128,8 @@ def decide(seen, now, conf, retry):
     (``role`` None when unknown, ``running`` None when not looked at,
     ``asked``: ``{reason: when}`` of the last asks for a condition that lasts).
     A lasting condition (ProxySQL down on the MASTER) is asked for again
-    only every ``retry`` seconds; a saved change on a node that is not MASTER
+    only every ``retry`` seconds; a role change needs nothing when a relayed
+    CARP transition asked for reconcile less than ``retry`` seconds ago; a saved change on a node that is not MASTER
     needs nothing (the MASTER ships, and every job checks the role itself).
     """
     sched = conf["schedule"]
@@ -141,7 +142,8 @@ def decide(seen, now, conf, retry):
     elif role in ("BACKUP", "INIT") and running and conf["stop_on_backup"]:
         wanted.append((sched["reconcile_job"], f"ProxySQL running on a {role}"))
     wanted = [(job, why) for job, why in wanted
-              if why.startswith("role") or now - seen["asked"].get(why, -retry) >= retry]
+              if now - seen["asked"].get("relayed" if why.startswith("role") else why,
+                                         now - retry) >= retry]
     if seen["db_changed"] and role in (None, "MASTER"):
         wanted.append((sched["ship_job"], "the database changed"))
     return wanted

@@ -83,3 +83,8 @@ def test_pid_running_needs_a_live_proxysql_process(tmp_path):
         proc.kill()
         proc.wait()
     assert not w.pid_running(str(pidfile))
+
+
+def test_a_role_change_just_relayed_from_the_hook_needs_no_second_reconcile():
+    assert w.decide(seen("MASTER", True, previous="BACKUP", asked={"relayed": 95}), 100, CONF, 10) == []
+    assert w.decide(seen("MASTER", True, previous="BACKUP", asked={"relayed": 80}), 100, CONF, 10) != []
