@@ -1468,8 +1468,10 @@ def status():
     This node at a glance: role, whether ProxySQL runs, which backup the live
     configuration is (``live``: name, generation, node; after a split brain
     this says whose copy won), the newest local backup (age, generation,
-    valid), the last ship, the newest valid received backup, and the problems
-    found (``problems``, each with a ``kind``).
+    valid), the last ship, the newest valid received backup, ``diverged`` (on
+    a node back as BACKUP: the changes its live db or an unshipped backup holds
+    that the pair's MASTER lacks, row by row; see :func:`diff`), and the
+    problems found (``problems``, each with a ``kind``).
 
     CLI Example:
 
