@@ -176,16 +176,22 @@ def _node_config(opts, fresh=False):
 
 def _compile_pillar(opts, grains):
     """
-    The minion's pillar, compiled as the minion does. The engine's copy of the
-    options predates the minion's connection: the master's address is resolved
-    here, once, without DNS retries (an unresolvable master is an error, not a wait).
+    The minion's pillar, compiled as the minion does, once the minion has
+    signed in. The engine's copy of the options predates the minion's
+    connection: the master's address is resolved here, without DNS retries
+    (an unresolvable master is an error, not a wait).
     """
     import salt.minion  # pylint: disable=import-outside-toplevel
     import salt.pillar  # pylint: disable=import-outside-toplevel
 
     opts = dict(opts)
-    if opts.get("file_client") != "local" and not opts.get("master_uri"):
-        opts.update(salt.minion.resolve_dns(dict(opts, retry_dns=0)))
+    if opts.get("file_client") != "local":
+        # never before the minion signed in once: an engine signing in first would make
+        # the minion's keys itself, racing the minion, which then cannot decrypt its master
+        if not os.path.isfile(os.path.join(opts.get("pki_dir") or "", "minion_master.pub")):
+            raise OSError("the minion has not signed in to its master yet")
+        if not opts.get("master_uri"):
+            opts.update(salt.minion.resolve_dns(dict(opts, retry_dns=0)))
     return salt.pillar.get_pillar(opts, grains, opts["id"], saltenv=opts.get("saltenv"),
                                   pillarenv=opts.get("pillarenv")).compile_pillar()
 
