@@ -241,6 +241,15 @@ def _proxysql_running(conf):
         return None
 
 
+def _ship_failed(conf):
+    """Whether the last ship failed (``ship.json``, one small read): the job retries it."""
+    try:
+        with open(os.path.join(conf["state_dir"], "ship.json"), encoding="utf-8") as handle:
+            return json.load(handle).get("ok") is False
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _open_wake(spool):
     """The spool directory (0700) and its FIFO, opened so that select() waits on it."""
     os.makedirs(spool, mode=0o700, exist_ok=True)
@@ -320,6 +329,7 @@ def _look(opts, watch, state, now):
         state["next_check"] = now + watch["check_interval"]
         seen["role"] = _read_role(conf) or state["role"]
         seen["running"] = _proxysql_running(conf)
+        seen["ship_failed"] = _ship_failed(conf)
         state["role"] = seen["role"]
     shipped = True
     bare = {"stop_on_backup": True,

@@ -141,6 +141,8 @@ def decide(seen, now, conf, retry):
         wanted.append((sched["reconcile_job"], "ProxySQL not running on the MASTER"))
     elif role in ("BACKUP", "INIT") and running and conf["stop_on_backup"]:
         wanted.append((sched["reconcile_job"], f"ProxySQL running on a {role}"))
+    if role == "MASTER" and seen.get("ship_failed") and not seen["db_changed"]:
+        wanted.append((sched["ship_job"], "the last ship failed"))  # the peer may be back
     wanted = [(job, why) for job, why in wanted
               if now - seen["asked"].get("relayed" if why.startswith("role") else why,
                                          now - retry) >= retry]

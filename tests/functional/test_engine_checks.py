@@ -222,3 +222,15 @@ def test_an_engine_started_before_the_pillar_picks_it_up_and_watches(node, minio
                               lambda: proxysql_db.save_table(node.live_db, "mysql_users", rows[:1]), nothing])
 
     assert minion.asked[-1:] == [SHIP]
+
+
+def test_a_failed_ship_on_the_master_asks_for_the_ship_job_again(node, minion, monkeypatch):
+    """With the ship schedule at 60 s, a peer back from a partition gets the newest copy from the engine."""
+    assert node.standin("start").returncode == 0
+    minion.pillars.append(conf_for(node, MASTER_VIP))
+    node.state_dir.mkdir(parents=True, exist_ok=True)
+    (node.state_dir / "ship.json").write_text(json.dumps({"ok": False, "error": "peer unreachable"}))
+
+    run(monkeypatch, minion, [nothing] * 3)
+
+    assert minion.asked == [SHIP]

@@ -88,3 +88,10 @@ def test_pid_running_needs_a_live_proxysql_process(tmp_path):
 def test_a_role_change_just_relayed_from_the_hook_needs_no_second_reconcile():
     assert w.decide(seen("MASTER", True, previous="BACKUP", asked={"relayed": 95}), 100, CONF, 10) == []
     assert w.decide(seen("MASTER", True, previous="BACKUP", asked={"relayed": 80}), 100, CONF, 10) != []
+
+
+def test_a_failed_ship_on_the_master_is_retried_every_retry_seconds():
+    failed = dict(seen("MASTER"), ship_failed=True)
+    assert w.decide(failed, 100, CONF, 10) == [("ship", "the last ship failed")]
+    assert w.decide(dict(failed, asked={"the last ship failed": 95}), 100, CONF, 10) == []
+    assert w.decide(dict(seen("BACKUP", False), ship_failed=True), 100, CONF, 10) == []
