@@ -1,41 +1,48 @@
 """
-proxysql_ha engine: notice a saved ProxySQL configuration at once, for nearly nothing.
+proxysql_ha engine: the node's cheap safety net, running inside the minion.
 
-A schedule job costs the minion a fork (about 70 ms of CPU) on every run, so
-checking ``proxysql.db`` every second that way would spend several percent of
-a core on doing nothing. This engine runs inside the minion and ``stat()``\\ s
-the file every ``interval`` seconds; when it changed, it asks the minion to
-run the ship job now (``manage_schedule`` ``run_job``). The job does the
-work, with the minion's current pillar, and checks the role itself, so on a
-BACKUP it does nothing. The job's own schedule stays as the safety net.
+A schedule job costs the minion a fork (50-120 ms of CPU) on every run, so
+the engine does the periodic looks itself and asks the minion to run a job
+(``manage_schedule`` ``run_job``) only when something is out of line:
 
-It also relays CARP transitions. The hook (``proxysql-ha-event``) must return
-at once and would spend about 0.4 s importing Salt just to reach the minion's
-event bus; with ``spool`` set it drops the transition as a file into that
-directory and pokes the FIFO ``<spool>/wake``. The engine, which has Salt
-loaded already, wakes up, asks the minion to run the reconcile job and sends
-``proxysql_ha/carp/<state>`` on the bus and on to the master's reactor.
+- every ``interval`` s it ``stat()``\\ s ``proxysql.db`` (and reads SQLite's
+  change counter); a save on the MASTER (or where the role is unknown) asks
+  for the ship job;
+- every ``check_interval`` s it reads the role (Linux: one netlink dump of
+  the interface's addresses; FreeBSD: ``ifconfig <iface>``) and whether
+  ProxySQL runs (its pid file and ``/proc``, or the status command when that
+  is all there is); a role change, ProxySQL down on the MASTER or up on a
+  BACKUP asks for the reconcile job (a lasting condition again every 10 s);
+- it relays CARP transitions the hook (``proxysql-ha-event``) drops into
+  ``spool``: the newest per vhid, one reconcile job and one event each.
 
-Minion configuration (the formula writes it):
+The jobs do the work with the minion's current pillar and check the role
+themselves; their own slow schedules stay as the last resort. The engine
+reads the same ``proxysql_ha`` pillar (``config.get``), and again when the
+minion reports a pillar refresh. A job it could not ask for is asked for
+again at the next look, and nothing a look raises stops the loop.
+
+Minion configuration (the formula writes it; every option defaults to the
+pillar's value):
 
 .. code-block:: yaml
 
     engines:
       - proxysql_ha:
-          db: /var/db/proxysql/proxysql.db
-          job: proxysql_ha_ship
-          interval: 0.25
           spool: /var/db/proxysql-ha/state/carp
-          reconcile_job: proxysql_ha_reconcile
 """
 
 import contextlib
+import importlib
 import json
 import logging
 import os
 import select
 import signal
 import stat
+import subprocess
+import sys
+import time
 
 import salt.utils.event
 
@@ -43,9 +50,24 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "proxysql_ha"
 
+RETRY = 10.0  # seconds before a lasting condition (ProxySQL down on the MASTER) is asked for again
+SPOOL_BATCH = 256  # transitions read from the spool per look: the hook keeps one per vhid anyway
+REFRESH_TAG = "minion_pillar_refresh_complete"
+CLAIMED = ".relaying-"  # a spooled file the engine has taken: the hook never writes this name
+_BUS = {}  # the minion's event bus, connected once and kept: ``{"pusher", "listener"}``
+
 
 def __virtual__():
     return __virtualname__
+
+
+def _util(name):
+    """A function of this extension's ``_utils``: through the loader when synced, else the package."""
+    utils = globals().get("__utils__") or {}
+    if name in utils:
+        return utils[name]
+    module, function = name.split(".", 1)
+    return getattr(importlib.import_module(f"saltext.proxysql_ha.utils.{module}"), function)
 
 
 def _signature(path):
@@ -63,20 +85,169 @@ def _signature(path):
     return (st.st_ino, st.st_size, st.st_mtime_ns, counter, os.path.lexists(path + "-journal"))
 
 
+def _pusher(opts):
+    if "pusher" not in _BUS:
+        _BUS["pusher"] = salt.utils.event.MinionEvent(opts, listen=False)
+    return _BUS["pusher"]
+
+
+def _drop_bus(key):
+    bus = _BUS.pop(key, None)
+    if bus is not None:
+        with contextlib.suppress(Exception):
+            bus.destroy()
+
+
+def _fire(opts, data, tag, master=False):
+    """Fire one event on the minion's bus (and on to the master); False, never raise, when it fails."""
+    try:
+        bus = _pusher(opts)
+        sent = bus.fire_event(dict(data), tag, timeout=1000)
+        if sent and master:
+            sent = bus.fire_master(dict(data), tag, timeout=1000)
+    except Exception as exc:  # pylint: disable=broad-except
+        log.warning("proxysql_ha engine: event %s not sent: %s", tag, exc)
+        sent = False
+    if not sent:
+        _drop_bus("pusher")  # connect afresh next time
+    return bool(sent)
+
+
 def _ask(opts, job):
-    with salt.utils.event.MinionEvent(opts, listen=False) as bus:
-        return bus.fire_event({"func": "run_job", "name": job}, "manage_schedule", timeout=1000)
+    """Ask the minion to run schedule job ``job`` now; False when the bus did not take it."""
+    return _fire(opts, {"func": "run_job", "name": job}, "manage_schedule")
 
 
 def _relay(opts, payloads, reconcile_job):
-    """Hand CARP transitions from the spool to the minion: run reconcile, send the events."""
-    with salt.utils.event.MinionEvent(opts, listen=False) as bus:
-        bus.fire_event({"func": "run_job", "name": reconcile_job}, "manage_schedule", timeout=1000)
-        for payload in payloads:
-            tag = f"proxysql_ha/carp/{payload['state']}"
-            bus.fire_event(payload, tag, timeout=1000)
-            bus.fire_master(payload, tag, timeout=1000)
+    """Hand CARP transitions to the minion: run reconcile once, send each event."""
+    sent = _ask(opts, reconcile_job)
+    for payload in payloads:
+        sent = _fire(opts, payload, f"proxysql_ha/carp/{payload['state']}", master=True) and sent
     log.info("proxysql_ha engine: relayed %s", [p["state"] for p in payloads])
+    return sent
+
+
+def _pillar_refreshed(opts, now):
+    """
+    Whether the minion refreshed its pillar since the last look: its bus, read
+    without waiting. Without a bus to listen to, tried again after ``RETRY``.
+    """
+    if now < _BUS.get("listen_after", 0):
+        return False
+    try:
+        if "listener" not in _BUS:
+            listener = salt.utils.event.MinionEvent(opts, listen=False)
+            if not listener.connect_pub(timeout=1):
+                listener.destroy()
+                raise OSError("the minion's event publisher does not answer")
+            _BUS["listener"] = listener
+        refreshed = False
+        for _ in range(1000):
+            event = _BUS["listener"].get_event(wait=0, full=True, no_block=True)
+            if not event:
+                return refreshed
+            refreshed = refreshed or str(event.get("tag", "")).endswith(REFRESH_TAG)
+        return refreshed
+    except Exception as exc:  # pylint: disable=broad-except
+        log.debug("proxysql_ha engine: cannot listen on the minion's bus: %s", exc)
+        _drop_bus("listener")
+        _BUS["listen_after"] = now + RETRY
+        return False
+
+
+def _node_config(opts, fresh=False):
+    """
+    The node's ``proxysql_ha`` configuration, as the jobs read it; with
+    ``fresh``, from a newly compiled pillar (after the minion's refresh).
+    None when there is none usable: the engine then only watches the db.
+    """
+    try:
+        grains = globals().get("__grains__") or opts.get("grains") or {
+            "os_family": "FreeBSD" if sys.platform.startswith("freebsd") else None}
+        raw = {} if fresh else __salt__["config.get"]("proxysql_ha", {})
+        if not raw:  # engines start before the minion compiles its pillar: compile it here
+            raw = _compile_pillar(opts, grains).get("proxysql_ha", {})
+        return _util("proxysql_ha_config.build")(raw, grains.get("os_family"), opts.get("id"))
+    except Exception as exc:  # pylint: disable=broad-except
+        log.warning("proxysql_ha engine: no usable proxysql_ha pillar (%s): "
+                    "watching the database only", exc)
+        return None
+
+
+def _compile_pillar(opts, grains):
+    """
+    The minion's pillar, compiled as the minion does, once the minion has
+    signed in. The engine's copy of the options predates the minion's
+    connection: the master's address is resolved here, without DNS retries
+    (an unresolvable master is an error, not a wait).
+    """
+    import salt.minion  # pylint: disable=import-outside-toplevel
+    import salt.pillar  # pylint: disable=import-outside-toplevel
+
+    opts = dict(opts)
+    if opts.get("file_client") != "local":
+        # never before the minion signed in once: an engine signing in first would make
+        # the minion's keys itself, racing the minion, which then cannot decrypt its master
+        if not os.path.isfile(os.path.join(opts.get("pki_dir") or "", "minion_master.pub")):
+            raise OSError("the minion has not signed in to its master yet")
+        if not opts.get("master_uri"):
+            opts.update(salt.minion.resolve_dns(dict(opts, retry_dns=0)))
+    return salt.pillar.get_pillar(opts, grains, opts["id"], saltenv=opts.get("saltenv"),
+                                  pillarenv=opts.get("pillarenv")).compile_pillar()
+
+
+def _settings(conf, given):
+    """What the loop uses: the engine's own options where given, else the pillar's, else defaults."""
+    sched = (conf or {}).get("schedule", {})
+    picked = {
+        "db": os.path.join(conf["datadir"], "proxysql.db") if conf else None,
+        "job": sched.get("ship_job", "proxysql_ha_ship"),
+        "interval": sched.get("watch_interval", 0.25),
+        "spool": None,
+        "reconcile_job": sched.get("reconcile_job", "proxysql_ha_reconcile"),
+        "check_interval": sched.get("engine_check_interval", 0) if conf else 0,
+    }
+    picked.update({key: value for key, value in given.items() if value is not None})
+    if conf:
+        conf = dict(conf, schedule=dict(sched, ship_job=picked["job"],
+                                        reconcile_job=picked["reconcile_job"]))
+    return dict(picked, conf=conf)
+
+
+def _read_role(conf):
+    """MASTER, BACKUP or INIT, read the cheapest way this system allows; None when unreadable."""
+    try:
+        if conf["role_source"] == "vip":
+            addresses = _util("proxysql_ha_watch.interface_addresses")(conf["interface"])
+            return _util("proxysql_ha_watch.vip_role")(addresses, conf["vip"])
+        out = subprocess.run(["ifconfig", conf["interface"]], capture_output=True, text=True,
+                             timeout=5, check=True)
+        return _util("proxysql_ha_carp.parse_ifconfig")(out.stdout, conf["vhid"])
+    except Exception as exc:  # pylint: disable=broad-except
+        log.debug("proxysql_ha engine: role unreadable: %s", exc)
+        return None
+
+
+def _proxysql_running(conf):
+    """Whether ProxySQL runs: its pid file, else the status command (a fork: only when that is all)."""
+    if conf["pidfile"]:
+        return _util("proxysql_ha_watch.pid_running")(conf["pidfile"])
+    argv = conf["commands"]["status"] or ["service", conf["service"]["name"], "status"]
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=conf["service"]["timeout"],
+                              check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.debug("proxysql_ha engine: %s failed: %s", argv, exc)
+        return None
+
+
+def _ship_failed(conf):
+    """Whether the last ship failed (``ship.json``, one small read): the job retries it."""
+    try:
+        with open(os.path.join(conf["state_dir"], "ship.json"), encoding="utf-8") as handle:
+            return json.load(handle).get("ok") is False
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _open_wake(spool):
@@ -105,53 +276,128 @@ def _wait(wake, interval):
 
 
 def _spooled(spool):
-    """The transitions the hook dropped, oldest first, removed from the spool."""
+    """
+    The transitions the hook dropped (at most ``SPOOL_BATCH``), oldest name
+    first, removed from the spool. Each file is claimed first (renamed to a
+    name the hook never writes), so a newer transition the hook puts in its
+    place meanwhile is left for the next look, not deleted unread.
+    """
     payloads = []
-    for name in sorted(os.listdir(spool)):
-        if not (name.startswith("carp-") and name.endswith(".json")):
-            continue
+    names = sorted(n for n in os.listdir(spool) if n.endswith(".json")
+                   and (n.startswith("carp-") or n.startswith(CLAIMED + "carp-")))
+    for name in names[:SPOOL_BATCH]:
         path = os.path.join(spool, name)
+        claimed = path if name.startswith(CLAIMED) else os.path.join(spool, CLAIMED + name)
         try:
             if not stat.S_ISREG(os.lstat(path).st_mode):
                 continue
-            with open(path, encoding="utf-8") as handle:
+            if claimed != path:
+                os.rename(path, claimed)
+            with open(claimed, encoding="utf-8") as handle:
                 payload = json.load(handle)
-            os.unlink(path)
+            os.unlink(claimed)
         except (OSError, ValueError) as exc:  # the hook renames complete files: this is junk
             log.warning("proxysql_ha engine: dropped unreadable transition %s: %s", name, exc)
             with contextlib.suppress(OSError):
-                os.unlink(path)
+                os.unlink(claimed)
             continue
         if isinstance(payload, dict) and payload.get("state") in ("MASTER", "BACKUP", "INIT"):
             payloads.append(payload)
     return payloads
 
 
-def start(db, job="proxysql_ha_ship", interval=0.25, spool=None,
-          reconcile_job="proxysql_ha_reconcile", max_loops=None):
+def _look(opts, watch, state, now):
     """
-    Watch ``db`` and ask for ``job`` whenever it changed; with ``spool``,
-    relay the CARP transitions the hook drops there. Returns on SIGTERM (the
-    minion stopping) within ``interval`` seconds, or after ``max_loops``.
+    One look: relay the spool, notice a save, and every ``check_interval`` the
+    role and ProxySQL; ask for the jobs that are due. A job that could not be
+    asked for stays due (the save is not forgotten: it is asked for again).
+    """
+    if watch["spool"]:
+        payloads = _util("proxysql_ha_watch.coalesce")(_spooled(watch["spool"]))
+        if payloads:
+            state["asked"]["relayed"] = now  # reconcile asked for: the role change it brings too
+            if not _relay(opts, payloads, watch["reconcile_job"]):
+                log.warning("proxysql_ha engine: the minion did not take every relayed event; "
+                            "the role check asks for reconcile again")
+                state["asked"].pop("relayed")
+    current = _signature(watch["db"]) if watch["db"] else None
+    conf = watch["conf"]
+    seen = {"role": state["role"], "previous_role": state["role"], "running": None,
+            "db_changed": current != state["last"] and current is not None,
+            "asked": state["asked"]}
+    if conf and watch["check_interval"] and now >= state["next_check"]:
+        state["next_check"] = now + watch["check_interval"]
+        seen["role"] = _read_role(conf) or state["role"]
+        seen["running"] = _proxysql_running(conf)
+        seen["ship_failed"] = _ship_failed(conf)
+        state["role"] = seen["role"]
+    shipped = True
+    bare = {"stop_on_backup": True,
+            "schedule": {"ship_job": watch["job"], "reconcile_job": watch["reconcile_job"]}}
+    for job, why in _util("proxysql_ha_watch.decide")(seen, now, conf or bare, RETRY):
+        if _ask(opts, job):
+            state["asked"][why] = now
+            log.info("proxysql_ha engine: asked for %s: %s", job, why)
+        else:
+            log.warning("proxysql_ha engine: could not ask the minion to run %s (%s): "
+                        "asking again at the next look", job, why)
+            shipped = shipped and job != watch["job"]
+    if shipped:
+        state["last"] = current
+
+
+def _refreshed(watch, given):
+    """The settings from the minion's refreshed pillar (the spool and its FIFO stay as opened)."""
+    fresh = _node_config(__opts__, fresh=True)
+    if not fresh:
+        return watch
+    log.info("proxysql_ha engine: pillar refreshed")
+    return dict(_settings(fresh, given), spool=watch["spool"])
+
+
+def start(db=None, job=None, interval=None, spool=None, reconcile_job=None, check_interval=None,
+          max_loops=None):
+    """
+    Watch the node (see the module's docstring) until SIGTERM (the minion
+    stopping, within ``interval`` seconds) or ``max_loops`` looks. Every
+    option defaults to the ``proxysql_ha`` pillar's value.
     """
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
-    wake = _open_wake(spool) if spool else None
-    last = _signature(db)
+    given = {"db": db, "job": job, "interval": interval, "spool": spool,
+             "reconcile_job": reconcile_job, "check_interval": check_interval}
+    watch = _settings(_node_config(__opts__), given)
+    if watch["db"] is None:
+        log.error("proxysql_ha engine: no database to watch yet: give db or the proxysql_ha "
+                  "pillar (asked again every %ss)", RETRY)
+    wake = None
+    if watch["spool"]:
+        try:
+            wake = _open_wake(watch["spool"])
+        except OSError as exc:  # still relays, at every look instead of at once
+            log.error("proxysql_ha engine: cannot open the spool's FIFO: %s", exc)
+    state = {"last": _signature(watch["db"]) if watch["db"] else None, "role": None,
+             "asked": {}, "next_check": 0.0, "next_refresh": 0.0,
+             "next_config": time.monotonic() + RETRY}
+    log.info("proxysql_ha engine: watching %s every %ss for job %s", watch["db"], watch["interval"],
+             watch["job"])
     loops = 0
-    log.info("proxysql_ha engine: watching %s every %ss for job %s", db, interval, job)
     while not stopping and (max_loops is None or loops < max_loops):
-        _wait(wake, interval)
+        _wait(wake, watch["interval"])
         loops += 1
-        if spool:
-            payloads = _spooled(spool)
-            if payloads:
-                _relay(__opts__, payloads, reconcile_job)
-        current = _signature(db)
-        if current == last:
-            continue
-        last = current
-        if current is not None and not _ask(__opts__, job):
-            log.warning("proxysql_ha engine: could not ask the minion to run %s", job)
+        try:
+            now = time.monotonic()
+            if watch["conf"] is None and now >= state["next_config"]:
+                state["next_config"] = now + RETRY  # none yet: the minion may not have connected
+                watch = _refreshed(watch, given)
+            elif now >= state["next_refresh"]:
+                state["next_refresh"] = now + (watch["check_interval"] or 1.0)
+                if _pillar_refreshed(__opts__, now):
+                    watch = _refreshed(watch, given)
+            _look(__opts__, watch, state, now)
+        except Exception:  # pylint: disable=broad-except
+            log.exception("proxysql_ha engine: a look failed; going on")
+    for key in list(_BUS):
+        _drop_bus(key)
     log.info("proxysql_ha engine: stopped")

@@ -25,6 +25,7 @@ import pwd
 import shlex
 import shutil
 import sqlite3
+import stat
 import subprocess
 import tempfile
 import threading
@@ -1810,6 +1811,140 @@ def _plan(conf, role):
     return plan
 
 
+# ---- divergence ----------------------------------------------------------------------
+
+
+def diff(a, b, limit=20):
+    """
+    The rows that differ from copy ``a`` to copy ``b``, table by table, matched
+    by primary key (``added``, ``removed``, ``changed`` with the columns that
+    changed; at most ``limit`` of each per table, plus the counts). Secrets are
+    shown as ``<hidden>``; the uuid ProxySQL writes at start is left out.
+
+    a, b
+        ``live`` (the live database), a backup's base name (outgoing dir or
+        inbox), or a ``proxysql.db.pre-restore-*`` copy in the datadir (its
+        name or its path). Nothing else is read.
+
+    limit
+        Rows shown per table and kind (1-1000).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call proxysql_ha.diff live 000042-20261201T093000123Z-proxysql-a
+        salt-call proxysql_ha.diff proxysql.db.pre-restore-20261201T093000123Z live
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+        raise SaltInvocationError(f"limit must be a whole number from 1 to 1000, not {limit!r}")
+    conf = _config()
+    found = _u("proxysql_ha_diff.diff")(_contents(conf, a), _contents(conf, b), limit)
+    return dict(found, a=str(a), b=str(b))
+
+
+def _copy_path(conf, name):
+    """Where copy ``name`` is (see :func:`diff`); anything else is refused."""
+    text = str(name)
+    datadir = os.path.normpath(conf["datadir"])
+    base = os.path.basename(text)
+    if text == "live":
+        path, kind = _live(conf), "live"
+    elif base.startswith(DB_NAME + ".pre-restore-") and not base.endswith(SIDE_FILES) \
+            and os.path.normpath(os.path.dirname(text) or datadir) == datadir:
+        path, kind = os.path.join(datadir, base), "live"
+    elif "/" not in text and _u("proxysql_ha_store.parse_name")(text):
+        path = next((os.path.join(d, text + ".db") for d in (conf["backup_dir"], conf["inbox_dir"])
+                     if os.path.lexists(os.path.join(d, text + ".db"))), None)
+        kind = "backup"
+    else:
+        raise SaltInvocationError(
+            f"{text!r} is not a copy proxysql_ha.diff reads: give 'live', a backup's base name "
+            f"(see proxysql_ha.list_backups) or a {DB_NAME}.pre-restore-* copy in {datadir}")
+    try:
+        regular = path is not None and stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        regular = False
+    if not regular:
+        raise SaltInvocationError(f"no copy {text!r}: {path or 'no such backup'} is not a regular file")
+    return path, kind
+
+
+def _contents(conf, name):
+    """Every table of copy ``name``, read once (backups immutable, live copies read-only)."""
+    path, kind = _copy_path(conf, name)
+    sqlite = "proxysql_ha_sqlite."
+    try:
+        if kind == "live":
+            return _u(sqlite + "read_live")(path, _u(sqlite + "contents"))
+        conn = _u(sqlite + "open_backup")(path)
+        try:
+            return _u(sqlite + "contents")(conn)
+        finally:
+            conn.close()
+    except (sqlite3.Error, OSError) as exc:
+        raise CommandExecutionError(f"cannot read {name!r} ({path}): {exc}") from exc
+
+
+def _divergence(conf, report, now):
+    """
+    On a node that is not MASTER: the changes its live database, or a backup of
+    its own it never shipped, holds that the pair's MASTER does not have,
+    compared with the peer's newest valid copy (the one shipped since this node
+    stepped down, else the one it would restore). Only the rows changed since
+    the copy each started from count, so the peer's newer changes are not taken
+    for this node's. None when there is nothing to compare or nothing differs.
+    """
+    if report.get("role") not in ("BACKUP", "INIT"):
+        return None
+    since = (_state(conf, ROLE_STATE) or {}).get("since")
+    expected = _expected_schema(conf)
+    reference = next((v for v in _entries(conf["inbox_dir"], expected, now, arrived_after=since)
+                      if v["valid"]), None) if since else None
+    reference = reference or report.get("newest_valid_received")
+    if not reference:
+        return None
+    for copy, base in _own_copies(conf, report):
+        try:
+            theirs = _contents(conf, reference["name"])
+            found = _u("proxysql_ha_diff.own_changes")(
+                base and _contents(conf, base), _contents(conf, copy), theirs)
+        except (SaltInvocationError, CommandExecutionError) as exc:
+            log.warning("proxysql_ha: cannot compare %s with %s: %s", copy, reference["name"], exc)
+            continue
+        if not found["identical"]:
+            return {"copy": copy, "since": base, "against": reference["name"],
+                    "tables": found["tables"]}
+    return None
+
+
+def _own_copies(conf, report):
+    """
+    ``(copy, base)`` pairs that may hold this node's own changes: its newest
+    backup made after the last one it shipped (base: that one), and the live
+    database when it changed since it was last backed up or restored (base: the
+    copy it is, when still here). Only valid backups count: one cut short (a
+    crash between its data and its manifest) is still in the live database.
+    """
+    pairs = []
+    shipped = (report.get("last_ship") or {}).get("name")
+    parse = _u("proxysql_ha_store.parse_name")
+    expected, now = _expected_schema(conf), time.time()
+    newest = next((v["name"] for v in _entries(conf["backup_dir"], expected, now)
+                   if v["valid"] and parse(v["name"])[2] == conf["node_id"]), None)
+    if newest and newest != shipped and (not shipped or parse(newest)[0] > parse(shipped)[0]):
+        kept = shipped if shipped and os.path.isfile(
+            os.path.join(conf["backup_dir"], shipped + ".db")) else None
+        pairs.append((newest, kept))
+    live = report.get("live")  # None: never backed up nor restored here, so never MASTER
+    if os.path.isfile(_live(conf)) and live is not None and live["changed_since"]:
+        origin = live and live["name"]
+        present = origin and any(os.path.isfile(os.path.join(d, origin + ".db"))
+                                 for d in (conf["backup_dir"], conf["inbox_dir"]))
+        pairs.append(("live", origin if present else None))
+    return pairs
+
+
 # ---- status and check ----------------------------------------------------------------
 
 
@@ -1818,8 +1953,10 @@ def status():
     This node at a glance: role, whether ProxySQL runs, which backup the live
     configuration is (``live``: name, generation, node; after a split brain
     this says whose copy won), the newest local backup (age, generation,
-    valid), the last ship, the newest valid received backup, and the problems
-    found (``problems``, each with a ``kind``).
+    valid), the last ship, the newest valid received backup, ``diverged`` (on
+    a node back as BACKUP: the changes its live db or an unshipped backup holds
+    that the pair's MASTER lacks, row by row; see :func:`diff`), and the
+    problems found (``problems``, each with a ``kind``).
 
     CLI Example:
 
@@ -1866,6 +2003,7 @@ def _status(conf):
         report["newest_received"] = _newest(conf["inbox_dir"], expected, now, False, cache)
         report["newest_valid_received"] = _newest(conf["inbox_dir"], expected, now, True, cache)
     report["proxysql_versions"] = _versions(conf, report)
+    report["diverged"] = _divergence(conf, report, now)
     problems.extend(_problems(conf, report, now))
     if unread:  # last: Salt's cmd.* set the retcode of every command they run
         _fail_retcode()
@@ -1970,7 +2108,20 @@ def _problems(conf, report, now):
         found.append({"kind": "received_invalid",
                       "message": f"newest received backup {received['name']} is invalid: "
                                  f"{received['reason']}"})
+    diverged = report.get("diverged")
+    if diverged:
+        found.append({"kind": "diverged", "copy": diverged["copy"], "tables": diverged["tables"],
+                      "message": _diverged_message(conf, diverged)})
     return found
+
+
+def _diverged_message(conf, diverged):
+    counts = {t: d.get("counts", d) for t, d in diverged["tables"].items()}
+    held = ("the live database " + _live(conf)) if diverged["copy"] == "live" \
+        else f"backup {diverged['copy']} (never shipped)"
+    return (f"{held} holds changes the pair's MASTER does not have ({diverged['against']}): "
+            f"{counts}; a restore over it keeps it as {DB_NAME}.pre-restore-<time>; "
+            f"see proxysql_ha.diff {diverged['against']} {diverged['copy']}")
 
 
 def _stale(conf, now):

@@ -80,6 +80,7 @@ def defaults(os_family, root_dir="/"):
         "lock_timeout": 30.0,
         "stale_after": 120.0,
         "stop_on_backup": True,
+        "pidfile": None,
         "service": {"name": "proxysql", "timeout": 30.0},
         "proxysql": {"traffic_address": "auto"},
         "commands": {"start": None, "stop": None, "status": None},
@@ -90,11 +91,12 @@ def defaults(os_family, root_dir="/"):
             "purge_job": "proxysql_ha_purge",
             "reconcile_job": "proxysql_ha_reconcile",
             "check_job": "proxysql_ha_check",
-            "ship_interval": 10,
+            "ship_interval": 60,
             "purge_interval": 300,
-            "reconcile_interval": 10,
+            "reconcile_interval": 60,
             "check_interval": 60,
             "watch_interval": 0.25,
+            "engine_check_interval": 1.0,
         },
         "health": {
             "enabled": True,
@@ -167,6 +169,8 @@ def build(raw, os_family, minion_id, root_dir="/"):
         if conf["peer"][key] is None and isinstance(etc, str):
             conf["peer"][key] = etc.rstrip("/") + "/" + name
     _check(conf)
+    if conf["pidfile"] is None:
+        conf["pidfile"] = os.path.join(conf["datadir"], "proxysql.pid")
     return conf
 
 
@@ -300,6 +304,8 @@ def _check(conf):
     _number(conf, "lock_timeout", 0, 3600)
     _number(conf, "stale_after", 1, 10 * 86400)
     _bool(conf, "stop_on_backup")
+    if conf["pidfile"] is not False:
+        _abspath(conf, "pidfile", required=False)
     _match(conf, "service:name", _NAME_RE, "a service name")
     _number(conf, "service:timeout", 1, 600)
     _traffic_address(conf)
@@ -315,6 +321,8 @@ def _check(conf):
     for key in ("ship_interval", "purge_interval", "reconcile_interval", "check_interval"):
         _int(conf, f"schedule:{key}", 1, 86400)
     _number(conf, "schedule:watch_interval", 0.05, 60)
+    if conf["schedule"]["engine_check_interval"] != 0:
+        _number(conf, "schedule:engine_check_interval", 0.1, 60)
     _check_peer(conf)
     _check_formula(conf)
     _check_metrics(conf)

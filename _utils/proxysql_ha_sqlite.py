@@ -458,3 +458,17 @@ def _settings(conn, table_sql):
 def served_fingerprint(table_sql):
     """The fingerprint of the tables a ProxySQL serves (earlier migrations' leftovers left out)."""
     return fingerprint({n: s for n, s in table_sql.items() if not is_leftover(n, table_sql)})
+
+
+def contents(conn):
+    """
+    Every user table's ``{"columns", "key", "rows"}`` (key: the primary key's
+    columns from ``PRAGMA table_info``), for ``proxysql_ha_diff``.
+    """
+    found = {}
+    for name in tables(conn):
+        info = conn.execute(f'PRAGMA table_info("{name}")').fetchall()
+        keyed = sorted((row[5], row[1]) for row in info if row[5])
+        found[name] = {"columns": [row[1] for row in info], "key": [c for _, c in keyed],
+                       "rows": conn.execute(f'SELECT * FROM "{name}"').fetchall()}
+    return found

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from bench import stats
 from lab import Lab, LabTimeout, LabUnavailable, netns
+from lab import salt as labsalt
 from lab.hosts import generation, newest_after
 from lab.timeline import first, restored, stepped
 from tests.support import sshd
@@ -70,7 +71,12 @@ def run(quick, schema):
     load = os.getloadavg()[0]
     try:
         with Lab(schema, narrate=False, keep_dir=bool(os.environ.get("PROXYSQL_HA_LAB_KEEP"))) as lab:
+            try:  # first: measure() ends with the minions stopped
+                idle = idle_cost(lab, IDLE_SECONDS[bool(quick)])
+            except (LabTimeout, RuntimeError, OSError) as exc:
+                idle = {"skipped": f"the idle measurement failed: {exc}"}
             results = Pair(lab).measure(failovers, changes)
+            results["idle"] = idle
     except LabUnavailable as exc:
         return {"skipped": str(exc)}
     except (LabTimeout, RuntimeError, OSError, sqlite3.Error, subprocess.TimeoutExpired) as exc:
@@ -477,3 +483,113 @@ def explain(p50s, slowest, classic, rpo, profile):
         "lets one request serve a MASTER and a BACKUP alike.",
         "",
     ]
+
+
+# ---- idle cost per node, above a bare minion ---------------------------------------------------
+
+IDLE_SECONDS = {True: 30, False: 120}  # quick or not; 120 s: two runs of each 60 s schedule job
+IDLE_SETTLE = 15  # seconds for the jobs a minion's start runs (run_on_start) to finish first
+IDLE_TARGET_PCT = 0.2
+CGROUP_V2, CGROUP_V1 = Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/cpuacct")
+
+
+def idle_cost(lab, seconds):
+    """
+    CPU of each host's salt-minion (all its processes, the forked jobs included: a cgroup
+    each) over ``seconds`` of nothing changing, and of a bare salt-minion of the same master
+    (no engine, no schedule) alongside: ``{"seconds", "bare_pct", "nodes": {host: pct}}``,
+    in % of one core, or ``{"skipped": why}``.
+    """
+    root = _cgroup_root()
+    if root is None:
+        return {"skipped": "no cgroup v2 hierarchy nor v1 cpuacct to account a minion's CPU"}
+    bare = _bare_minion(lab)
+    groups = {}
+    try:
+        time.sleep(IDLE_SETTLE)
+        minions = {name: lab.host(name).minion.pid for name in ("a", "b")}
+        minions["bare"] = bare.pid
+        for name, pid in minions.items():
+            groups[name] = _cgroup(root, f"proxysql-ha-bench-{os.getpid()}-{name}", _family(pid))
+        before = {name: _usage_s(group) for name, group in groups.items()}
+        begin = time.monotonic()
+        time.sleep(seconds)
+        took = time.monotonic() - begin
+        pct = {name: (_usage_s(group) - before[name]) / took * 100 for name, group in groups.items()}
+    finally:
+        for group in groups.values():
+            _release(group)
+        bare.stop()
+    return {"seconds": round(took, 1), "bare_pct": round(pct["bare"], 3),
+            "nodes": {name: round(pct[name], 3) for name in ("a", "b")},
+            "target_pct": IDLE_TARGET_PCT}
+
+
+def _cgroup_root():
+    if (CGROUP_V2 / "cgroup.controllers").exists():
+        return CGROUP_V2
+    if (CGROUP_V2 / "unified" / "cgroup.procs").exists():
+        return CGROUP_V2 / "unified"
+    return CGROUP_V1 if (CGROUP_V1 / "cpuacct.usage").exists() else None
+
+
+def _bare_minion(lab):
+    """A salt-minion of the lab's master in A's namespace, without the extension."""
+    host = lab.host("a")
+    root = host.root / "bare-minion"
+    config = root / "etc" / "minion"
+    labsalt.write_yaml(config, {
+        "id": f"{host.minion_id}-bare", "master": lab.master_address, "root_dir": str(root),
+        "pki_dir": str(root / "pki"), "cachedir": str(root / "cache"), "sock_dir": str(root / "sock"),
+        "pidfile": str(root / "minion.pid"), "log_file": str(root / "minion.log"),
+        "log_level_logfile": "info", "enable_fqdns_grains": False, "acceptance_wait_time": 1,
+        "random_reauth_delay": 0})
+    process = netns.Process(host.namespace, labsalt.minion_argv(config.parent), root / "minion.out").start()
+    lab.wait_until(lambda: labsalt.logged_since(root / "minion.log", 0, labsalt.MINION_READY)
+                   or not process.running(), WAIT, "the bare salt-minion to connect")
+    if not process.running():
+        raise RuntimeError(f"the bare salt-minion did not start: see {root / 'minion.out'}")
+    return process
+
+
+def _family(pid):
+    """``pid`` and every process below it (the minion's process manager, engine, jobs)."""
+    children = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(proc.name))
+    family, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        family.append(current)
+        todo.extend(children.get(current, []))
+    return family
+
+
+def _cgroup(root, name, pids):
+    group = root / name
+    group.mkdir()
+    for pid in pids:
+        with contextlib.suppress(OSError):  # ended meanwhile
+            (group / "cgroup.procs").write_text(f"{pid}\n")
+    return group
+
+
+def _usage_s(group):
+    """CPU seconds used by the cgroup's processes, the ended ones included."""
+    if (group / "cpu.stat").exists():
+        stat = dict(line.split() for line in (group / "cpu.stat").read_text().splitlines())
+        return int(stat["usage_usec"]) / 1e6
+    return int((group / "cpuacct.usage").read_text()) / 1e9
+
+
+def _release(group):
+    """Move what is left back to the parent cgroup and remove the group."""
+    for pid in (group / "cgroup.procs").read_text().split():
+        with contextlib.suppress(OSError):
+            (group.parent / "cgroup.procs").write_text(f"{pid}\n")
+    with contextlib.suppress(OSError):
+        group.rmdir()

@@ -117,4 +117,22 @@ def _lab(lab):
     out += [table(["", "changes", "p50", "p95"], rows), ""]
     if lab.get("notes"):
         out += lab["notes"] + [""]
+    if "idle" in lab:
+        out += _idle(lab["idle"])
     return out
+
+
+def _idle(idle):
+    """The idle cost of each node above a bare salt-minion (one cgroup per minion)."""
+    if "skipped" in idle:
+        return _skipped("Idle cost per node in the two-host lab", idle)
+    target = idle["target_pct"]
+    rows = [[f"host {name.upper()}", fmt(pct, "%"), fmt(pct - idle["bare_pct"], "%"),
+             "yes" if pct - idle["bare_pct"] <= target else "NO"]
+            for name, pct in sorted(idle["nodes"].items())]
+    rows.append(["bare salt-minion (no extension)", fmt(idle["bare_pct"], "%"), "-", "-"])
+    return ["## Idle cost per node in the two-host lab", "",
+            f"CPU of each salt-minion with everything it forks (a cgroup per minion, "
+            f"{idle['seconds']:g} s of nothing changing), in % of one core. Target: at most "
+            f"{target:g} % above a bare minion.", "",
+            table(["", "CPU", "above the bare minion", "within target"], rows), ""]

@@ -151,6 +151,7 @@ class Host:
             "backup_dir": str(self.node.backup_dir),
             "inbox_dir": str(self.node.inbox_dir),
             "state_dir": str(self.node.state_dir),
+            "pidfile": str(self.node.pidfile),  # the engine tells ProxySQL's state from it
             "user": "root",
             "group": "root",
             "settle": 0.2,
@@ -167,8 +168,7 @@ class Host:
         }
 
     def write_minion_config(self):
-        engine = {"db": str(self.node.live_db), "job": "proxysql_ha_ship", "interval": 0.25,
-                  "spool": str(self.spool_dir), "reconcile_job": "proxysql_ha_reconcile"}
+        engine = {"spool": str(self.spool_dir)}  # the rest from the pillar, as the formula writes it
         labsalt.minion_config(self.root / "salt", self.minion_id, self.lab.master_address,
                               self.lab.file_root, self.lab.pillar_root, engine)
 

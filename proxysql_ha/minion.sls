@@ -1,7 +1,9 @@
 {%- from "proxysql_ha/map.jinja" import ha, f, minion_d, config_dir, salt_call with context %}
 # The engine notices a saved configuration within watch_interval and runs the
-# ship job, and relays the CARP hook's transitions from its spool at once;
-# engines are read from the minion's configuration at its start.
+# ship job, reads the role and ProxySQL's pid every engine_check_interval and
+# runs reconcile when they are out of line, and relays the CARP hook's
+# transitions from its spool at once. It reads the rest from the pillar (and
+# follows its refreshes); engines are read from the minion's config at its start.
 proxysql_ha_engine_conf:
   file.managed:
     - name: {{ (minion_d ~ '/proxysql_ha.conf') | yaml_dquote }}
@@ -12,11 +14,7 @@ proxysql_ha_engine_conf:
         # proxysql-ha (managed by Salt)
         engines:
           - proxysql_ha:
-              db: {{ ha.datadir }}/proxysql.db
-              job: {{ ha.schedule.ship_job }}
-              interval: {{ ha.schedule.watch_interval }}
               spool: {{ ha.state_dir }}/carp
-              reconcile_job: {{ ha.schedule.reconcile_job }}
 {%- if f.restart_minion %}
 
 proxysql_ha_restart_minion:

@@ -41,6 +41,8 @@ def asked(monkeypatch):
     calls = []
     monkeypatch.setattr(engine, "__opts__", OPTS, raising=False)
     monkeypatch.setattr(engine, "_ask", lambda opts, job: calls.append((opts, job)) or True)
+    monkeypatch.setattr(engine, "_node_config", lambda opts, fresh=False: None)  # no pillar here
+    monkeypatch.setattr(engine, "_pillar_refreshed", lambda opts, now: False)  # nor a minion's bus
     return calls
 
 

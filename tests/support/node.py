@@ -145,6 +145,7 @@ class Node:
             "service": {"timeout": 15},
             "commands": {verb: self.standin_argv(verb) for verb in ("start", "stop", "status")},
             "proxysql": {"traffic_address": self.traffic or "auto"},
+            "pidfile": str(self.pidfile),  # the engine reads it to tell whether ProxySQL runs
             "peer": {"transport": "local", "path": str(peer_path)},
         }
         pillar.update(overrides)

@@ -71,6 +71,7 @@ def test_build_is_the_defaults_with_the_pillar_values_over_them():
     expected["peer"]["host"] = "proxysql2.example.test"
     expected["peer"].update(identity_file="/etc/proxysql-ha/id_ed25519",
                             known_hosts="/etc/proxysql-ha/known_hosts")
+    expected["pidfile"] = "/var/lib/proxysql/proxysql.pid"  # ProxySQL's own, in its datadir
     assert build_linux({}) == expected
 
 
@@ -120,6 +121,12 @@ def test_metrics_are_off_by_default_and_checked():
             build_linux({"metrics": bad})
 
 
+def test_the_pid_file_follows_the_datadir_unless_given():
+    assert build_linux({"datadir": "/srv/proxysql"})["pidfile"] == "/srv/proxysql/proxysql.pid"
+    assert build_linux({"pidfile": "/run/proxysql/proxysql.pid"})["pidfile"] == "/run/proxysql/proxysql.pid"
+    assert build_linux({"pidfile": False})["pidfile"] is False  # the status command tells
+
+
 def test_a_nested_value_keeps_its_siblings_defaults():
     conf = build_linux({"retention": {"keep": 3}, "peer": {"port": 2222}})
     defaults = proxysql_ha_config.defaults("Debian")
@@ -159,6 +166,9 @@ def test_a_minion_id_that_is_no_node_name_is_refused_naming_node_id():
         pytest.param("Debian", {"interface": "enp3s0f1.100"}, id="vlan-interface"),
         pytest.param("Debian", {"settle": 0, "settle_timeout": 0.1}, id="no-settle"),
         pytest.param("Debian", {"commands": FULL_COMMANDS}, id="all-three-commands"),
+        pytest.param("Debian", {"pidfile": "/run/proxysql.pid"}, id="pidfile"),
+        pytest.param("Debian", {"schedule": {"engine_check_interval": 0}}, id="engine-checks-off"),
+        pytest.param("Debian", {"schedule": {"engine_check_interval": 0.5}}, id="engine-checks-0.5"),
         pytest.param("Debian", {"schema_fingerprint": "0123456789abcdef" * 4}, id="schema-fingerprint"),
         pytest.param("Debian", {"peer": {"transport": "local", "path": "/srv/peer/incoming"}}, id="local-peer"),
         pytest.param("Debian", {"peer": {"host": "2001:db8::12", "port": 65535}}, id="ipv6-peer"),
@@ -304,6 +314,12 @@ BAD = [
     ({"health": {"ucarp_pidfile": "ucarp.pid"}}, "health:ucarp_pidfile"),
     ({"health": {"keepalived_track_file": "/tmp/x y"}}, "health:keepalived_track_file"),
     ({"health": {"interval": 5}}, "health:interval"),
+    ({"pidfile": "proxysql.pid"}, "pidfile"),
+    ({"pidfile": True}, "pidfile"),
+    ({"pidfile": "/run/$(x).pid"}, "pidfile"),
+    ({"schedule": {"engine_check_interval": 0.01}}, "schedule:engine_check_interval"),
+    ({"schedule": {"engine_check_interval": "1"}}, "schedule:engine_check_interval"),
+    ({"schedule": {"engine_check_interval": 61}}, "schedule:engine_check_interval"),
 ]
 
 

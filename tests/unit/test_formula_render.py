@@ -266,14 +266,14 @@ def test_ssh_renders_nothing_without_keys(render, pillar, peer):
 # ---- the minion: engine and schedule -----------------------------------------------------------
 
 
-def test_minion_conf_runs_the_engine_on_the_live_db_without_a_restart_when_told_not_to(render):
+def test_minion_conf_runs_the_engine_with_its_spool_without_a_restart_when_told_not_to(render):
     rendered = render("minion")
 
     function, conf = args(rendered, "proxysql_ha_engine_conf")
     assert (function, conf["name"]) == ("file.managed", "/etc/salt/minion.d/proxysql_ha.conf")
+    # the db, the jobs and the intervals come from the pillar, which the engine reads itself
     assert yaml.safe_load(conf["contents"]) == {"engines": [{"proxysql_ha": {
-        "db": "/var/lib/proxysql/proxysql.db", "job": "proxysql_ha_ship", "interval": 0.25,
-        "spool": "/var/lib/proxysql-ha/state/carp", "reconcile_job": "proxysql_ha_reconcile"}}]}
+        "spool": "/var/lib/proxysql-ha/state/carp"}}]}
     assert list(rendered) == ["proxysql_ha_engine_conf"]
 
 
@@ -308,13 +308,14 @@ def test_schedule_declares_every_job_with_the_arguments_of_proxysql_ha_jobs(rend
         name: ("schedule.present", job) for name, job in expected.items()}
 
 
-def test_the_hook_spools_where_the_engine_listens(render):
+def test_the_hook_spools_where_the_engine_listens(render, pillar):
     _, hook_conf = args(render("files"), "proxysql_ha_hook_conf")
     _, engine_conf = args(render("minion"), "proxysql_ha_engine_conf")
 
     engine = yaml.safe_load(engine_conf["contents"])["engines"][0]["proxysql_ha"]
     assert hook_conf["dataset"]["spool_dir"] == engine["spool"]
-    assert hook_conf["dataset"]["reconcile_job"] == engine["reconcile_job"]
+    conf = proxysql_ha_config.build(pillar, "Debian", "proxysql-a")
+    assert hook_conf["dataset"]["reconcile_job"] == conf["schedule"]["reconcile_job"]
 
 
 # ---- the VIP follows ProxySQL's health --------------------------------------------------------

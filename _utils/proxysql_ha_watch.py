@@ -1,0 +1,151 @@
+"""
+The engine's cheap looks and its decisions: what the node is now (the role,
+whether ProxySQL runs) read without forking where the system allows it, and
+which job, if any, must run because something is out of line.
+
+``decide`` and ``coalesce`` are pure; the readers touch only the kernel (one
+netlink dump, a pid file, ``/proc``, ``kill(pid, 0)``).
+"""
+
+import ipaddress
+import os
+import socket
+import struct
+
+__virtualname__ = "proxysql_ha_watch"
+
+_RTM_GETADDR, _NLMSG_DONE, _NLMSG_ERROR = 22, 3, 2
+_NLM_F_REQUEST_DUMP = 0x1 | 0x300
+_IFA_ADDRESS, _IFA_LOCAL = 1, 2
+_MAX_REPLIES = 64  # recv() calls for one dump: an interface's addresses fit in one or two
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def parse_addresses(data, index):
+    """
+    The addresses of interface ``index`` in netlink ``RTM_NEWADDR`` messages
+    (``data``: the bytes of a dump). Returns ``(addresses, done)``.
+    """
+    found, offset, done = set(), 0, False
+    while offset + 16 <= len(data):
+        length, kind = struct.unpack_from("=IH", data, offset)
+        if length < 16 or offset + length > len(data):
+            break
+        if kind in (_NLMSG_DONE, _NLMSG_ERROR):
+            done = True
+        elif offset + 24 <= offset + length:
+            family, _, _, _, ifindex = struct.unpack_from("=BBBBI", data, offset + 16)
+            if ifindex == index:
+                found.update(_attributes(data, offset + 24, offset + length, family))
+        offset += (length + 3) & ~3
+    return found, done
+
+
+def _attributes(data, start, end, family):
+    values = {}
+    while start + 4 <= end:
+        length, kind = struct.unpack_from("=HH", data, start)
+        if length < 4:
+            break
+        if kind in (_IFA_ADDRESS, _IFA_LOCAL):
+            values[kind] = bytes(data[start + 4:start + length])
+        start += (length + 3) & ~3
+    raw = values.get(_IFA_LOCAL, values.get(_IFA_ADDRESS))  # IFA_LOCAL: the own end of a p2p link
+    if raw is None or family not in (socket.AF_INET, socket.AF_INET6):
+        return set()
+    return {str(ipaddress.ip_address(raw))}
+
+
+def interface_addresses(iface, timeout=1.0):
+    """The addresses on ``iface``, from one netlink dump (Linux; OSError elsewhere or when absent)."""
+    index = socket.if_nametoindex(iface)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
+        sock.settimeout(timeout)
+        request = struct.pack("=IHHII", 24, _RTM_GETADDR, _NLM_F_REQUEST_DUMP, 1, 0)
+        sock.send(request + struct.pack("=BBBBI", socket.AF_UNSPEC, 0, 0, 0, 0))
+        found = set()
+        for _ in range(_MAX_REPLIES):
+            addresses, done = parse_addresses(sock.recv(65536), index)
+            found |= addresses
+            if done:
+                return found
+    raise OSError(f"netlink: no end of the address dump for {iface} after {_MAX_REPLIES} replies")
+
+
+def vip_role(addresses, vip):
+    """MASTER when ``vip`` is among ``addresses``, else BACKUP."""
+    want = ipaddress.ip_address(vip)
+    return "MASTER" if any(ipaddress.ip_address(a) == want for a in addresses) else "BACKUP"
+
+
+def pid_running(pidfile):
+    """
+    Whether the process named in ``pidfile`` runs: the file holds a pid, that
+    pid exists, and where ``/proc`` tells its command line, it is ProxySQL's
+    (a stale file whose pid was reused is not).
+    """
+    try:
+        with open(pidfile, "rb") as handle:
+            pid = int(handle.read(32).strip() or b"0")
+    except (OSError, ValueError):
+        return False
+    if pid <= 1:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return b"proxysql" in handle.read(4096)
+    except FileNotFoundError:
+        return not os.path.isdir("/proc/self")  # no /proc here (FreeBSD): the pid exists
+    except OSError:
+        return True
+
+
+def coalesce(payloads):
+    """The newest transition per vhid (by timestamp, then order), oldest vhid first."""
+    newest = {}
+    for order, payload in enumerate(payloads):
+        key = payload.get("vhid")
+        rank = (payload.get("timestamp") or 0, order)
+        if key not in newest or rank >= newest[key][0]:
+            newest[key] = (rank, payload)
+    return [payload for _, payload in sorted(newest.values(), key=lambda item: item[0])]
+
+
+def decide(seen, now, conf, retry):
+    """
+    The jobs to ask for after one look: ``[(job, reason)]``.
+
+    ``seen``: ``{"role", "previous_role", "running", "db_changed", "asked"}``
+    (``role`` None when unknown, ``running`` None when not looked at,
+    ``asked``: ``{reason: when}`` of the last asks for a condition that lasts).
+    A lasting condition (ProxySQL down on the MASTER) is asked for again
+    only every ``retry`` seconds; a role change needs nothing when a relayed
+    CARP transition asked for reconcile less than ``retry`` seconds ago; a saved change on a node that is not MASTER
+    needs nothing (the MASTER ships, and every job checks the role itself).
+    """
+    sched = conf["schedule"]
+    role, running = seen["role"], seen["running"]
+    wanted = []
+    if role is not None and seen["previous_role"] not in (None, role):
+        wanted.append((sched["reconcile_job"], f"role {seen['previous_role']} -> {role}"))
+    elif role == "MASTER" and running is False:
+        wanted.append((sched["reconcile_job"], "ProxySQL not running on the MASTER"))
+    elif role in ("BACKUP", "INIT") and running and conf["stop_on_backup"]:
+        wanted.append((sched["reconcile_job"], f"ProxySQL running on a {role}"))
+    if role == "MASTER" and seen.get("ship_failed") and not seen["db_changed"]:
+        wanted.append((sched["ship_job"], "the last ship failed"))  # the peer may be back
+    wanted = [(job, why) for job, why in wanted
+              if now - seen["asked"].get("relayed" if why.startswith("role") else why,
+                                         now - retry) >= retry]
+    if seen["db_changed"] and role in (None, "MASTER"):
+        wanted.append((sched["ship_job"], "the database changed"))
+    return wanted

@@ -1,0 +1,97 @@
+"""The engine's looks and decisions: decide and coalesce on data; the role and pid readers on the real kernel."""
+
+import os
+import socket
+import struct
+import subprocess
+import sys
+
+import proxysql_ha_watch as w
+
+CONF = {"stop_on_backup": True, "schedule": {"ship_job": "ship", "reconcile_job": "reconcile"}}
+
+
+def seen(role, running=True, previous=None, changed=False, asked=None):
+    return {"role": role, "previous_role": role if previous is None else previous, "running": running,
+            "db_changed": changed, "asked": asked or {}}
+
+
+def test_in_line_nodes_need_no_job():
+    assert w.decide(seen("MASTER", True), 100, CONF, 10) == []
+    assert w.decide(seen("BACKUP", False), 100, CONF, 10) == []
+    assert w.decide(seen("BACKUP", None), 100, CONF, 10) == []  # not looked at: no guess
+
+
+def test_each_condition_out_of_line_asks_for_its_job():
+    assert w.decide(seen("MASTER", True, previous="BACKUP"), 100, CONF, 10) == [
+        ("reconcile", "role BACKUP -> MASTER")]
+    assert [j for j, _ in w.decide(seen("MASTER", False), 100, CONF, 10)] == ["reconcile"]
+    assert [j for j, _ in w.decide(seen("BACKUP", True), 100, CONF, 10)] == ["reconcile"]
+    assert w.decide(seen("BACKUP", True), 100, dict(CONF, stop_on_backup=False), 10) == []
+    assert w.decide(seen("MASTER", changed=True), 100, CONF, 10) == [("ship", "the database changed")]
+    assert w.decide(seen(None, None, changed=True), 100, CONF, 10) == [("ship", "the database changed")]
+    assert w.decide(seen("BACKUP", False, changed=True), 100, CONF, 10) == []
+
+
+def test_a_lasting_condition_is_asked_for_again_only_after_retry():
+    asked = {"ProxySQL not running on the MASTER": 95}
+    assert w.decide(seen("MASTER", False, asked=asked), 100, CONF, 10) == []
+    assert w.decide(seen("MASTER", False, asked=asked), 105, CONF, 10) != []
+
+
+def test_coalesce_keeps_the_newest_per_vhid():
+    payloads = [{"vhid": 1, "state": "MASTER", "timestamp": 3}, {"vhid": 2, "state": "BACKUP", "timestamp": 1},
+                {"vhid": 1, "state": "BACKUP", "timestamp": 2}, {"vhid": 1, "state": "INIT", "timestamp": 3}]
+    assert [(p["vhid"], p["state"]) for p in w.coalesce(payloads)] == [(2, "BACKUP"), (1, "INIT")]
+    assert w.coalesce([]) == []
+
+
+def test_netlink_reads_the_addresses_ip_shows():
+    shown = subprocess.run(["ip", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True,
+                           check=True).stdout
+    expected = {field.split("/")[0] for line in shown.splitlines()
+                for i, field in enumerate(line.split()) if line.split()[i - 1] in ("inet", "inet6")}
+    assert w.interface_addresses("lo") == expected
+    assert w.vip_role(expected, "127.0.0.1") == "MASTER"
+    assert w.vip_role(expected, "127.0.0.66") == "BACKUP"
+
+
+def test_netlink_parser_on_data_ignores_other_interfaces_and_truncated_messages():
+    def message(index, raw):
+        attr = struct.pack("=HH", 4 + len(raw), 2) + raw
+        body = struct.pack("=BBBBI", socket.AF_INET, 32, 0, 0, index) + attr
+        return struct.pack("=IHHII", 16 + len(body), 20, 2, 1, 0) + body
+
+    done = struct.pack("=IHHII", 20, 3, 2, 1, 0) + b"\0" * 4
+    data = message(7, bytes([10, 0, 0, 1])) + message(8, bytes([10, 0, 0, 2])) + done
+    assert w.parse_addresses(data, 7) == ({"10.0.0.1"}, True)
+    assert w.parse_addresses(data[:30], 7) == (set(), False)
+
+
+def test_pid_running_needs_a_live_proxysql_process(tmp_path):
+    pidfile = tmp_path / "proxysql.pid"
+    assert not w.pid_running(str(pidfile))  # absent
+    pidfile.write_text("garbage")
+    assert not w.pid_running(str(pidfile))
+    pidfile.write_text(f"{os.getpid()}\n")  # alive, but not ProxySQL: a reused pid
+    assert not w.pid_running(str(pidfile))
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "proxysql"])
+    try:
+        pidfile.write_text(f"{proc.pid}\n")
+        assert w.pid_running(str(pidfile))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not w.pid_running(str(pidfile))
+
+
+def test_a_role_change_just_relayed_from_the_hook_needs_no_second_reconcile():
+    assert w.decide(seen("MASTER", True, previous="BACKUP", asked={"relayed": 95}), 100, CONF, 10) == []
+    assert w.decide(seen("MASTER", True, previous="BACKUP", asked={"relayed": 80}), 100, CONF, 10) != []
+
+
+def test_a_failed_ship_on_the_master_is_retried_every_retry_seconds():
+    failed = dict(seen("MASTER"), ship_failed=True)
+    assert w.decide(failed, 100, CONF, 10) == [("ship", "the last ship failed")]
+    assert w.decide(dict(failed, asked={"the last ship failed": 95}), 100, CONF, 10) == []
+    assert w.decide(dict(seen("BACKUP", False), ship_failed=True), 100, CONF, 10) == []
