@@ -206,15 +206,16 @@ def option_file_text(params):
     return "\n".join(lines) + "\n"
 
 
-def argv(client, option_file, params, sql):
+def argv(client, option_file, params):
     """
     The client's argument list: the option file first (the client requires it
-    there), batch output with column names, no history, no user's option files.
+    there; ``--defaults-file`` so that no other option file is read), batch
+    output with column names. The statements go to its stdin, never into argv,
+    where any local user could read them (they may hold passwords).
     """
     return [
         client, f"--defaults-file={option_file}", "--batch", "--column-names",
         "--no-auto-rehash", f"--connect-timeout={int(params['connect_timeout'])}",
-        "--execute", sql,
     ]
 
 
@@ -238,7 +239,8 @@ def _run(params, sql):
     started = time.monotonic()
     try:
         proc = subprocess.run(
-            argv(client, path, params, sql), stdin=subprocess.DEVNULL, capture_output=True,
+            argv(client, path, params), input=sql.strip().rstrip(";").encode("utf-8") + b";\n",
+            capture_output=True,
             timeout=bound, check=False, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                                               "LC_ALL": "C"},
         )

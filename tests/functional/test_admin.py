@@ -4,6 +4,7 @@ Every test runs its own stand-in on 127.0.0.1 at a port picked free, over a real
 ``proxysql.db`` built from ProxySQL's 3.0.1 schema file.
 """
 
+import json
 import os
 import shutil
 import socket
@@ -214,3 +215,10 @@ def test_the_option_file_is_gone_after_each_call(params, tmp_path, monkeypatch):
     with pytest.raises(CommandExecutionError):
         admin.ping(dict(params, password="wrong"))
     assert os.listdir(tmp_path / "t") == []
+
+
+def test_config_hides_the_admin_password(pair):
+    pair.a.configure(admin={"user": "radmin", "password": "adm1n-s3cret"})
+    conf = pair.a.ha.config()
+    assert conf["admin"]["password"] == "<hidden>" and conf["admin"]["user"] == "radmin"
+    assert "adm1n-s3cret" not in json.dumps(conf)
