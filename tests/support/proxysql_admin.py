@@ -18,6 +18,7 @@ port of a serving node does).
 import argparse
 import asyncio
 import hashlib
+import logging
 import re
 import signal
 import sqlite3
@@ -31,6 +32,8 @@ from mysql_mimic.session import BaseSession
 from mysql_mimic.variables import GlobalVariables, SessionVariables
 
 from tests.support.proxysql_db import read_schema, table_name
+
+log = logging.getLogger(__name__)
 
 # Module name -> its tables and the row filter, as lib/ProxySQL_Admin.cpp's
 # ``module_tablenames`` and ``flush_{mysql,admin}_variables__from_memory_to_disk`` have them.
@@ -104,6 +107,7 @@ class AdminStore:
     def __init__(self, db_path, schema_path):
         self.db_path = str(db_path)
         self.lock = threading.Lock()
+        self.errors = []
         self.conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         self.statements = read_schema(schema_path)
         self.tables = [table_name(s) for s in self.statements]
@@ -133,13 +137,26 @@ class AdminStore:
         self.conn.execute("ATTACH DATABASE ? AS disk", (self.db_path,))
         self.conn.execute("PRAGMA disk.synchronous=0")
 
-    def _copy(self, module, src, dst, delete=True):
+    def _execute(self, sql):
+        """
+        SQLite3DB::execute (lib/sqlite3db.cpp): a failed statement is logged
+        (``SQLITE error: <message> --- <statement>``) and otherwise ignored; the
+        admin commands built on it answer OK all the same. ``self.errors`` is that log.
+        """
+        try:
+            self.conn.execute(sql)
+        except sqlite3.Error as exc:
+            self.errors.append(f"SQLITE error: {exc} ({exc.sqlite_errorname}) --- {sql}")
+            log.error("%s", self.errors[-1])
+
+    def _copy(self, module, src, dst, delete=True, execute=None):
+        execute = execute or self._execute
         tables, where = self._tables(module)
         filt = f" WHERE {where}" if where else ""
         for table in tables:
             if delete:
-                self.conn.execute(f"DELETE FROM {dst(table)}{filt}")
-            self.conn.execute(f"INSERT OR REPLACE INTO {dst(table)} SELECT * FROM {src(table)}{filt}")
+                execute(f"DELETE FROM {dst(table)}{filt}")
+            execute(f"INSERT OR REPLACE INTO {dst(table)} SELECT * FROM {src(table)}{filt}")
 
     def flush_configdb(self):
         """ProxySQL_Admin::flush_configdb: DETACH disk, reopen proxysql.db, ATTACH it again."""
@@ -151,7 +168,9 @@ class AdminStore:
         flush_mysql_users__from_memory_to_disk / flush_GENERIC__from_to("memory_to_disk"):
         per table DELETE FROM disk.T, then INSERT INTO disk.T SELECT * FROM main.T, each
         statement committed on its own (autocommit). The variables modules only INSERT OR
-        REPLACE (flush_{mysql,admin}_variables__from_memory_to_disk).
+        REPLACE (flush_{mysql,admin}_variables__from_memory_to_disk). A statement that fails
+        (e.g. SQLITE_READONLY_DBMOVED once the file was renamed over) is only logged, and
+        the client still gets OK (Admin_Handler.cpp sends OK after the flush whatever it did).
         """
         variables = module.endswith("VARIABLES")
         self._copy(module, lambda t: f"main.{t}", lambda t: f"disk.{t}", delete=not variables)
@@ -169,7 +188,8 @@ class AdminStore:
         """
         self.conn.execute("BEGIN")
         try:
-            self._copy(module, lambda t: f"main.{t}", lambda t: f"runtime_{t}")
+            self._copy(module, lambda t: f"main.{t}", lambda t: f"runtime_{t}",
+                       execute=self.conn.execute)
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
