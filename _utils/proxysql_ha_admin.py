@@ -29,6 +29,7 @@ import sqlite3
 import subprocess
 import tempfile
 import time
+import urllib.parse
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
@@ -121,7 +122,7 @@ def params_from_db(path):
     (read only, one short read).
     """
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
+        conn = sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?mode=ro", uri=True, timeout=2)
         try:
             rows = dict(conn.execute(
                 "SELECT variable_name, variable_value FROM global_variables WHERE variable_name "
@@ -144,7 +145,7 @@ def resolve(admin_conf, db_path=None):
     Connection parameters: the pillar's ``admin`` keys where set, the live db's
     values (``db_path``) for the rest. Pure but for that one read.
     """
-    params = dict(admin_conf)
+    params = {"connect_timeout": 3, "query_timeout": 10.0, "client": None, **admin_conf}
     missing = [k for k in ("host", "port", "user", "password") if params.get(k) is None]
     if missing and db_path is not None:
         found = params_from_db(db_path)
@@ -233,6 +234,8 @@ def _write_option_file(params):
 
 def _run(params, sql):
     """Run ``sql`` with the client within ``query_timeout``; returns its stdout text."""
+    if not isinstance(sql, str) or not sql.strip().rstrip(";").strip():
+        raise SaltInvocationError(f"admin client: no statement to run (got {sql!r})")
     client = find_client(params.get("client"))
     bound = float(params["query_timeout"])
     private, path = _write_option_file(params)
@@ -257,7 +260,12 @@ def _run(params, sql):
               proc.returncode)
     if proc.returncode != 0:
         raise CommandExecutionError(classify_error(params, proc.stderr.decode("utf-8", "replace")))
-    return proc.stdout.decode("utf-8", "strict")
+    try:
+        return proc.stdout.decode("utf-8", "strict")
+    except UnicodeDecodeError as exc:
+        raise CommandExecutionError(
+            f"ProxySQL admin at {where(params)}: the client's output is not UTF-8 ({exc})"
+        ) from exc
 
 
 def classify_error(params, stderr):

@@ -9,6 +9,9 @@ import os
 import shutil
 import socket
 import sqlite3
+import subprocess
+import sys
+import tempfile
 import time
 
 from saltext.proxysql_ha.utils import proxysql_ha_admin as admin
@@ -213,8 +216,6 @@ def test_a_flush_alone_leaves_runtime_on_the_old_file(params, db_path, schema_fi
 def test_the_option_file_is_gone_after_each_call(params, tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path / "t"))
     (tmp_path / "t").mkdir()
-    import tempfile
-
     monkeypatch.setattr(tempfile, "tempdir", None)
     admin.ping(params)
     with pytest.raises(CommandExecutionError):
@@ -227,3 +228,23 @@ def test_config_hides_the_admin_password(pair):
     conf = pair.a.ha.config()
     assert conf["admin"]["password"] == "<hidden>" and conf["admin"]["user"] == "radmin"
     assert "adm1n-s3cret" not in json.dumps(conf)
+
+
+def test_the_stand_in_runs_on_its_own_and_stops_on_sigterm(db_path, schema_file, tmp_path):
+    port = free_port()
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.proxysql_admin", "--db", str(db_path),
+         "--schema", str(schema_file), "--port", str(port)],
+        cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == f"listening 127.0.0.1:{port}"
+        params = admin.resolve({"host": None, "port": port, "user": None, "password": None}, db_path)
+        assert admin.ping(params)
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)

@@ -260,3 +260,9 @@ def test_a_restore_not_running_names_the_modules_that_differ():
     assert problems[0]["problem"] == "restore_not_loaded"
     assert problems[0]["modules"] == ["mysql_query_rules", "mysql_servers"]
 
+
+
+@pytest.mark.parametrize("sql", ["", "  ;  ", None])
+def test_an_empty_statement_is_refused_before_any_client_runs(sql):
+    with pytest.raises(SaltInvocationError, match="no statement"):
+        admin.query(dict(PARAMS, client="/nonexistent/mariadb"), sql)
