@@ -468,10 +468,36 @@ def digest_rows(rows):
     return hashlib.sha256("\n".join(items).encode("utf-8")).hexdigest()
 
 
+def as_runtime(table, rows):
+    """
+    Rows of ``table`` as ProxySQL's runtime tables show them, so that memory or
+    disk compares with runtime (pure; idempotent, so runtime rows pass through):
+    ``mysql_users`` keeps active users only, one row per side, frontend=1,backend=0
+    and backend=1,frontend=0, active=1 (lib/ProxySQL_Admin.cpp,
+    save_mysql_users_runtime_to_database); ``mysql_servers`` counts SHUNNED, a state
+    ProxySQL gives an ONLINE server by itself, as ONLINE.
+    """
+    out = []
+    for row in rows:
+        if table == "mysql_users":
+            if row.get("active") != "1":
+                continue
+            for side, (backend, frontend) in (("frontend", ("0", "1")), ("backend", ("1", "0"))):
+                if row.get(side) == "1":
+                    out.append({**row, "active": "1", "backend": backend, "frontend": frontend})
+        elif table == "mysql_servers" and str(row.get("status", "")).upper() == "SHUNNED":
+            out.append({**row, "status": "ONLINE"})
+        else:
+            out.append(row)
+    return out
+
+
 def layer_digests(params, modules=None):
     """
-    ``{module: {"disk", "memory", "runtime"}}``: a digest of each layer's rows of
-    each module, computed the same way for the three layers so that they compare.
+    ``{module: {"disk", "memory", "runtime", "disk_runtime", "memory_runtime"}}``:
+    digests of each layer's rows of each module, computed the same way for all
+    layers so that they compare; ``*_runtime`` are disk's and memory's rows as
+    runtime shows them (:func:`as_runtime`), for comparing with ``runtime``.
     (ProxySQL's ``runtime_checksums_values`` cannot be compared with ``CHECKSUM``:
     lib/ProxySQL_Admin.cpp computes them over other queries, e.g. query rules plus
     fast routing.) One client run for all of them.
@@ -486,6 +512,12 @@ def layer_digests(params, modules=None):
     results = query_many(params, [sql for *_, sql in plan])
     rows = {}
     for (name, layer, table, _), result in zip(plan, results):
-        rows.setdefault(name, {}).setdefault(layer, []).extend({"~table": table, **r} for r in result)
+        tagged = [{"~table": table, **r} for r in result]
+        lays = rows.setdefault(name, {})
+        if layer == "runtime":
+            lays.setdefault("runtime", []).extend(as_runtime(table, tagged))
+        else:
+            lays.setdefault(layer, []).extend(tagged)
+            lays.setdefault(f"{layer}_runtime", []).extend(as_runtime(table, tagged))
     return {name: {layer: digest_rows(got) for layer, got in lays.items()}
             for name, lays in rows.items()}

@@ -3,7 +3,10 @@ Pure rules over ProxySQL's three configuration layers (disk, memory, runtime).
 
 Input: ``{module: {"disk": c, "memory": c, "runtime": c}}``, one comparable
 checksum or digest per layer (e.g. ``proxysql_ha_admin.layer_digests``); a
-layer given as None is unknown and judged by nothing. Output: problems as plain
+layer given as None is unknown and judged by nothing. Runtime shows some
+modules in another shape than memory and disk (e.g. a user as two rows):
+``disk_runtime`` and ``memory_runtime``, where given, are disk and memory in
+runtime's shape and are what ``runtime`` is compared with. Output: problems as plain
 dicts, ``{"problem": name, "modules": [...], "message": text}``, sorted by module.
 """
 
@@ -18,6 +21,11 @@ def _differs(a, b):
     return a is not None and b is not None and a != b
 
 
+def _shaped(lay, layer):
+    """``layer`` in runtime's shape where given, else as it is."""
+    return lay.get(f"{layer}_runtime", lay.get(layer))
+
+
 def config_problems(layers):
     """
     ``config_not_saved`` (memory or runtime differs from disk: a failover would
@@ -26,10 +34,12 @@ def config_problems(layers):
     """
     not_saved = sorted(
         module for module, lay in layers.items()
-        if _differs(lay.get("memory"), lay.get("disk")) or _differs(lay.get("runtime"), lay.get("disk"))
+        if _differs(lay.get("memory"), lay.get("disk"))
+        or _differs(lay.get("runtime"), _shaped(lay, "disk"))
     )
     not_loaded = sorted(
-        module for module, lay in layers.items() if _differs(lay.get("memory"), lay.get("runtime"))
+        module for module, lay in layers.items()
+        if _differs(_shaped(lay, "memory"), lay.get("runtime"))
     )
     problems = []
     if not_saved:

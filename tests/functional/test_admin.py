@@ -170,6 +170,20 @@ def test_an_operators_session_of_several_statements(params, db_path):
 def test_save_from_runtime_undoes_an_unloaded_edit(params):
     admin.execute(params, CHANGES["MYSQL USERS"])
     admin.execute(params, "SAVE MYSQL USERS FROM RUNTIME")
+    rows = admin.query(params, "SELECT username, frontend, backend, max_connections FROM main.mysql_users")
+    assert {r["max_connections"] for r in rows} == {"10000"}
+    # As ProxySQL does, memory now holds runtime's shape (a row per side): unlike disk's.
+    assert len(rows) == 8 and {(r["frontend"], r["backend"]) for r in rows} == {("1", "0"), ("0", "1")}
+    assert problems_of(params) == {"config_not_saved": ["MYSQL USERS"]}
+    admin.execute(params, "SAVE MYSQL USERS TO DISK")
+    assert problems_of(params) == {}
+
+
+def test_inactive_users_are_not_at_runtime_and_not_a_loading_problem(params):
+    admin.execute(params, "UPDATE mysql_users SET active = 0 WHERE username = 'app000000'; "
+                          "LOAD MYSQL USERS TO RUNTIME; SAVE MYSQL USERS TO DISK")
+    names = {r["username"] for r in admin.query(params, "SELECT username FROM runtime_mysql_users")}
+    assert "app000000" not in names and len(names) == 3
     assert problems_of(params) == {}
 
 

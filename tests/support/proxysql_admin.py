@@ -67,6 +67,10 @@ CHECKSUM_QUERIES = {
                                     "ORDER BY writer_hostgroup",
 }
 CHECKSUM_DISK = set(CHECKSUM_QUERIES)
+# The columns save_mysql_users_runtime_to_database names in its REPLACE statements.
+USER_COLUMNS = ("username, password, active, use_ssl, default_hostgroup, default_schema, schema_locked, "
+                "transaction_persistent, fast_forward, backend, frontend, max_connections, attributes, "
+                "comment")
 # include/ProxySQL_Admin_Tables_Definitions.h, ADMIN_SQLITE_RUNTIME_CHECKSUMS_VALUES.
 RUNTIME_CHECKSUMS_DDL = ("CREATE TABLE runtime_checksums_values (name VARCHAR NOT NULL , version INT "
                          "NOT NULL , epoch INT NOT NULL , checksum VARCHAR NOT NULL , PRIMARY KEY (name))")
@@ -188,8 +192,11 @@ class AdminStore:
         """
         self.conn.execute("BEGIN")
         try:
-            self._copy(module, lambda t: f"main.{t}", lambda t: f"runtime_{t}",
-                       execute=self.conn.execute)
+            if module == "MYSQL USERS":
+                self._users_to_runtime()
+            else:
+                self._copy(module, lambda t: f"main.{t}", lambda t: f"runtime_{t}",
+                           execute=self.conn.execute)
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
@@ -198,7 +205,30 @@ class AdminStore:
 
     def save_from_runtime(self, module):
         """The save_*_runtime_to_database(false) functions: memory takes runtime's rows."""
+        if module == "MYSQL USERS":
+            # save_mysql_users_runtime_to_database(false): every user inactive, then REPLACE
+            # the runtime rows (one per frontend, one per backend) into main.
+            self._execute("UPDATE mysql_users SET active=0")
+            self._execute(f"REPLACE INTO main.mysql_users ({USER_COLUMNS}) "
+                          f"SELECT {USER_COLUMNS} FROM runtime_mysql_users")
+            return
         self._copy(module, lambda t: f"runtime_{t}", lambda t: f"main.{t}")
+
+    def _users_to_runtime(self):
+        """
+        Runtime users live in MySQL_Authentication, one entry per active user and side
+        (frontend, backend); save_mysql_users_runtime_to_database(true) shows them as one
+        row each, active=1, with frontend=1,backend=0 or backend=1,frontend=0. The stand-in
+        keeps them in that shape (it does not hash passwords as admin-hash_passwords would).
+        """
+        self.conn.execute("DELETE FROM runtime_mysql_users")
+        for side, backend, frontend in (("frontend", 0, 1), ("backend", 1, 0)):
+            self.conn.execute(
+                f"INSERT INTO runtime_mysql_users ({USER_COLUMNS}) SELECT username, password, 1, "
+                "use_ssl, default_hostgroup, default_schema, schema_locked, transaction_persistent, "
+                f"fast_forward, {backend}, {frontend}, max_connections, attributes, comment "
+                f"FROM main.mysql_users WHERE active = 1 AND {side} = 1"
+            )
 
     def _stamp(self, module):
         name = CHECKSUM_NAMES.get(module)

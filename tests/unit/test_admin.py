@@ -266,3 +266,28 @@ def test_a_restore_not_running_names_the_modules_that_differ():
 def test_an_empty_statement_is_refused_before_any_client_runs(sql):
     with pytest.raises(SaltInvocationError, match="no statement"):
         admin.query(dict(PARAMS, client="/nonexistent/mariadb"), sql)
+
+
+def test_users_in_runtime_shape_are_one_row_per_side_and_active_only():
+    rows = [
+        {"~table": "mysql_users", "username": "a", "active": "1", "frontend": "1", "backend": "1"},
+        {"~table": "mysql_users", "username": "b", "active": "0", "frontend": "1", "backend": "1"},
+        {"~table": "mysql_users", "username": "c", "active": "1", "frontend": "0", "backend": "1"},
+    ]
+    shaped = admin.as_runtime("mysql_users", rows)
+    assert [(r["username"], r["frontend"], r["backend"]) for r in shaped] == [
+        ("a", "1", "0"), ("a", "0", "1"), ("c", "0", "1")]
+    assert admin.as_runtime("mysql_users", shaped) == shaped  # runtime rows pass through
+
+
+def test_a_shunned_server_counts_as_online():
+    rows = [{"hostname": "db1", "status": "SHUNNED"}, {"hostname": "db2", "status": "OFFLINE_SOFT"}]
+    assert [r["status"] for r in admin.as_runtime("mysql_servers", rows)] == ["ONLINE", "OFFLINE_SOFT"]
+
+
+def test_runtime_is_compared_with_memory_and_disk_in_its_own_shape():
+    same_shape = {"disk": "d", "memory": "d", "runtime": "r", "disk_runtime": "r", "memory_runtime": "r"}
+    assert layers.config_problems({"MYSQL USERS": same_shape}) == []
+    not_loaded = dict(same_shape, memory="m", memory_runtime="m2")
+    assert [p["problem"] for p in layers.config_problems({"MYSQL USERS": not_loaded})] == [
+        "config_not_saved", "config_not_loaded"]
