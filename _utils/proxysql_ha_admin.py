@@ -331,7 +331,11 @@ def parse_batch(text):
 
 
 def query(params, sql):
-    """Rows (dicts by column name) of one statement; [] when it returns none."""
+    """
+    Rows (dicts by column name) of ONE statement; [] when it returns none. The
+    client prints several results back to back, so give several statements to
+    :func:`query_many`, which can tell them apart.
+    """
     text = _run(params, sql)
     try:
         return parse_batch(text)

@@ -353,6 +353,7 @@ class AdminServer:
         self._thread = None
         self._ready = threading.Event()
         self._error = None
+        self._stop = None
 
     def start(self, timeout=10.0):
         """Start serving; returns once the ports listen (or raises what stopped them)."""
@@ -391,7 +392,7 @@ class AdminServer:
 
     def stop(self, timeout=10.0):
         """Stop serving and close the databases (bounded by ``timeout``)."""
-        if self._loop and self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive() and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
             self._thread.join(timeout)
         self.store.close()
