@@ -6,8 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-# binary:Debian-package pairs the tests need (sshd and ucarp live in /usr/sbin).
-DEPS := sqlite3:sqlite3 ssh:openssh-client sshd:openssh-server ucarp:ucarp ip:iproute2
+# binary:Debian-package pairs the tests need (sshd and ucarp live in /usr/sbin; mariadb
+# is the MySQL client the admin client runs).
+DEPS := sqlite3:sqlite3 ssh:openssh-client sshd:openssh-server ucarp:ucarp ip:iproute2 \
+        mariadb:mariadb-client
 
 .PHONY: venv test deps demo clean
 

@@ -1666,6 +1666,8 @@ def config():
         formula["ssh_private_key"] = "<hidden>"
     if formula["ucarp"]["password"]:
         formula["ucarp"]["password"] = "<hidden>"
+    if conf["admin"]["password"] is not None:
+        conf["admin"]["password"] = "<hidden>"
     return conf
 
 

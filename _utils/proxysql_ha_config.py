@@ -118,6 +118,17 @@ def defaults(os_family, root_dir="/"):
             "ucarp": {"src_ip": None, "password": None, "advbase": 1, "advskew": 0,
                       "preempt": True, "prefix": 32},
         },
+        # The admin interface; None: taken from the live db (admin-mysql_ifaces,
+        # admin-admin_credentials), as ProxySQL takes them.
+        "admin": {
+            "host": None,
+            "port": None,
+            "user": None,
+            "password": None,
+            "connect_timeout": 3,
+            "query_timeout": 10.0,
+            "client": None,
+        },
         "peer": {
             "transport": "ssh",
             "host": None,
@@ -324,6 +335,7 @@ def _check(conf):
     if conf["schedule"]["engine_check_interval"] != 0:
         _number(conf, "schedule:engine_check_interval", 0.1, 60)
     _check_peer(conf)
+    _check_admin(conf)
     _check_formula(conf)
     _check_metrics(conf)
     _check_health(conf)
@@ -370,6 +382,32 @@ def _check_peer(conf):
     _int(conf, "peer:timeout", 1, 3600)
     _match(conf, "peer:receive_command", re.compile(r"^[A-Za-z0-9_./-]{1,255}$"),
            "a command name or path without spaces")
+
+
+def _check_admin(conf):
+    admin = conf["admin"]
+    host = admin["host"]
+    if host is not None:
+        if isinstance(host, str) and host.startswith("/"):
+            _abspath(conf, "admin:host")
+        elif not isinstance(host, str) or not _HOST_RE.fullmatch(host) or host.startswith("-"):
+            _fail("admin:host", host, "must be an address, a host name or a unix socket's absolute path")
+    if admin["port"] is not None:
+        _int(conf, "admin:port", 1, 65535)
+    # admin-admin_credentials is "user:password;user:password": neither may hold ':' or ';'.
+    for key in ("user", "password"):
+        value = admin[key]
+        if value is not None and (
+            not isinstance(value, str) or not value or any(c in value for c in ":;\0\n")
+        ):
+            _fail(f"admin:{key}", "<hidden>" if key == "password" else value,
+                  "must be non-empty text without ':', ';', NUL or newline")
+    _int(conf, "admin:connect_timeout", 1, 60)
+    _number(conf, "admin:query_timeout", 0.5, 600)
+    if admin["query_timeout"] < admin["connect_timeout"]:
+        _fail("admin:query_timeout", admin["query_timeout"],
+              "must be at least 'admin:connect_timeout' (it bounds the whole call)")
+    _abspath(conf, "admin:client", required=False)
 
 
 def _check_formula(conf):

@@ -1,0 +1,527 @@
+"""
+ProxySQL's admin interface, through the system MySQL client (``mariadb`` or ``mysql``).
+
+One job: run a statement on the admin interface and hand back its rows, within a
+bound. The client is run with an argument list, its options (address and
+credentials) in a 0600 option file inside a 0700 private directory that is
+removed after the call, so no secret is ever in an argv or an environment. Its
+``--batch`` output (tab-separated, a header line, ``NULL``, backslash escapes)
+is parsed strictly: anything that does not parse is an error, never a guess.
+
+The command grammar follows sysown/proxysql 3.0.1: ``LOAD|SAVE <module> ...``
+(lib/ProxySQL_Admin.cpp, the ``LOAD_*``/``SAVE_*`` command lists built in
+``ProxySQL_Admin::init``), ``CHECKSUM DISK|MEMORY <module>`` and ``PROXYSQL
+FLUSH CONFIGDB`` (lib/Admin_Handler.cpp, ``admin_session_handler``).
+
+Connection parameters (``params``) are a dict: ``host`` (an address, or an
+absolute unix socket path), ``port``, ``user``, ``password``,
+``connect_timeout``, ``query_timeout`` and ``client`` (None: ``mariadb`` or
+``mysql`` from PATH). :func:`params_from_db` reads the defaults where ProxySQL
+takes them; :func:`resolve` lays the pillar's ``admin`` keys over them.
+"""
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import time
+import urllib.parse
+
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "proxysql_ha_admin"
+
+CLIENTS = ("mariadb", "mysql")
+
+# Modules of the admin commands, with their tables in memory/disk (lib/ProxySQL_Admin.cpp,
+# ``module_tablenames``), the runtime
+# tables ProxySQL exposes for them and a row filter (the variables modules share
+# global_variables). CHECKSUM exists for the first four only: Admin_Handler.cpp
+# answers ``CHECKSUM DISK|MEMORY`` for MYSQL SERVERS, USERS, QUERY RULES,
+# VARIABLES and a few hostgroup tables, and passes any other CHECKSUM on to
+# SQLite, which refuses it.
+MODULES = {
+    "MYSQL USERS": {"tables": ("mysql_users",), "where": None, "checksum": True},
+    "MYSQL SERVERS": {
+        "tables": ("mysql_servers", "mysql_replication_hostgroups",
+                   "mysql_group_replication_hostgroups", "mysql_galera_hostgroups",
+                   "mysql_aws_aurora_hostgroups", "mysql_hostgroup_attributes",
+                   "mysql_servers_ssl_params"),
+        "where": None, "checksum": True,
+    },
+    "MYSQL QUERY RULES": {
+        "tables": ("mysql_query_rules", "mysql_query_rules_fast_routing"),
+        "where": None, "checksum": True,
+    },
+    "MYSQL VARIABLES": {
+        "tables": ("global_variables",), "where": "variable_name LIKE 'mysql-%'", "checksum": True,
+    },
+    "ADMIN VARIABLES": {
+        "tables": ("global_variables",), "where": "variable_name LIKE 'admin-%'", "checksum": False,
+    },
+    "SCHEDULER": {"tables": ("scheduler",), "where": None, "checksum": False},
+    "PROXYSQL SERVERS": {"tables": ("proxysql_servers",), "where": None, "checksum": False},
+}
+
+_ESCAPES = {"t": "\t", "n": "\n", "\\": "\\", "0": "\0"}
+_ERROR_RE = re.compile(r"ERROR (\d+)(?: \(([0-9A-Z]{5})\))?(?: at line \d+)?: (.*)", re.S)
+# Client error numbers (include/errmsg.h) and the server's access-denied error.
+_UNREACHABLE = {"2002", "2003", "2005", "2006"}
+_LOST = {"2013"}
+_DENIED = {"1045", "1044", "1698"}
+
+
+def __virtual__():
+    return __virtualname__
+
+
+# --- defaults: where ProxySQL takes its admin address and credentials ---------------------
+
+def parse_ifaces(value):
+    """
+    The address a local client reaches from ``admin-mysql_ifaces`` (its first
+    ``;``-separated entry): ``(host, port)``, or ``(socket_path, None)``.
+    ``0.0.0.0`` and ``::`` (listen everywhere) become the loopback address.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise SaltInvocationError(f"admin-mysql_ifaces = {value!r}: empty; set pillar admin:host")
+    first = value.split(";")[0].strip()
+    if first.startswith("/"):
+        return first, None
+    match = re.fullmatch(r"\[?([0-9A-Za-z_.:-]+?)\]?:(\d{1,5})", first)
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise SaltInvocationError(
+            f"admin-mysql_ifaces = {value!r}: first entry is not host:port or a socket path; "
+            "set pillar admin:host and admin:port"
+        )
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(match.group(1), match.group(1))
+    return host, int(match.group(2))
+
+
+def parse_credentials(value):
+    """The first ``user:password`` pair of ``admin-admin_credentials`` (``;``-separated)."""
+    first = value.split(";")[0] if isinstance(value, str) else ""
+    user, sep, password = first.partition(":")
+    if not sep or not user:
+        raise SaltInvocationError(
+            "admin-admin_credentials: first entry is not user:password; "
+            "set pillar admin:user and admin:password"
+        )
+    return user, password
+
+
+def params_from_db(path):
+    """
+    The admin address and credentials from the live db's ``global_variables``
+    (read only, one short read).
+    """
+    try:
+        conn = sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?mode=ro", uri=True, timeout=2)
+        try:
+            rows = dict(conn.execute(
+                "SELECT variable_name, variable_value FROM global_variables WHERE variable_name "
+                "IN ('admin-mysql_ifaces', 'admin-admin_credentials')"
+            ).fetchall())
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise CommandExecutionError(
+            f"cannot read the admin address and credentials from {path}: {exc}; "
+            "set pillar admin:host, port, user and password"
+        ) from exc
+    host, port = parse_ifaces(rows.get("admin-mysql_ifaces", "0.0.0.0:6032"))
+    user, password = parse_credentials(rows.get("admin-admin_credentials", "admin:admin"))
+    return {"host": host, "port": port, "user": user, "password": password}
+
+
+def resolve(admin_conf, db_path=None):
+    """
+    Connection parameters: the pillar's ``admin`` keys where set, the live db's
+    values (``db_path``) for the rest. Pure but for that one read.
+    """
+    params = {"connect_timeout": 3, "query_timeout": 10.0, "client": None, **admin_conf}
+    missing = [k for k in ("host", "port", "user", "password") if params.get(k) is None]
+    if missing and db_path is not None:
+        found = params_from_db(db_path)
+        for key in missing:
+            params[key] = found[key]
+        if params["host"].startswith("/"):
+            params["port"] = None
+    elif missing:
+        raise SaltInvocationError(f"admin client: {', '.join(missing)} not set and no live db given")
+    return params
+
+
+def where(params):
+    """The address for messages: ``host:port`` or the socket path."""
+    if str(params["host"]).startswith("/"):
+        return params["host"]
+    return f"{params['host']}:{params['port']}"
+
+
+# --- the client's argv and option file ------------------------------------------------------
+
+def find_client(client=None):
+    """Absolute path of the MySQL client: ``client`` if given, else mariadb or mysql on PATH."""
+    if client:
+        if os.path.isabs(client) and os.access(client, os.X_OK):
+            return client
+        raise CommandExecutionError(
+            f"admin client {client!r} is not an executable file: install mariadb-client "
+            "(Debian) or the mysql/mariadb client package (FreeBSD), or fix pillar admin:client"
+        )
+    for name in CLIENTS:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise CommandExecutionError(
+        "no MySQL client (mariadb or mysql) on PATH: install mariadb-client (Debian) or the "
+        "mysql/mariadb client package (FreeBSD), or set pillar admin:client"
+    )
+
+
+def _option_value(value):
+    """A value for a MySQL option file: double-quoted, with the escapes the client reads."""
+    text = str(value)
+    if "\0" in text:
+        raise SaltInvocationError("admin credentials must not contain a NUL character")
+    text = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    return f'"{text}"'
+
+
+def option_file_text(params):
+    """The ``[client]`` section holding the address and credentials."""
+    lines = ["[client]", f"user={_option_value(params['user'])}",
+             f"password={_option_value(params['password'])}"]
+    if str(params["host"]).startswith("/"):
+        lines += [f"socket={_option_value(params['host'])}", "protocol=SOCKET"]
+    else:
+        lines += [f"host={_option_value(params['host'])}", f"port={int(params['port'])}",
+                  "protocol=TCP"]
+    return "\n".join(lines) + "\n"
+
+
+def argv(client, option_file, params):
+    """
+    The client's argument list: the option file first (the client requires it
+    there; ``--defaults-file`` so that no other option file is read), batch
+    output with column names. The statements go to its stdin, never into argv,
+    where any local user could read them (they may hold passwords).
+    """
+    return [
+        client, f"--defaults-file={option_file}", "--batch", "--column-names",
+        "--no-auto-rehash", f"--connect-timeout={int(params['connect_timeout'])}",
+    ]
+
+
+def _write_option_file(params):
+    """A 0700 private directory holding a 0600 option file; returns both paths."""
+    private = tempfile.mkdtemp(prefix="proxysql-ha-admin-")
+    path = os.path.join(private, "client.cnf")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(option_file_text(params))
+    return private, path
+
+
+# --- running a statement ------------------------------------------------------------------
+
+def _run(params, sql):
+    """Run ``sql`` with the client within ``query_timeout``; returns its stdout text."""
+    if not isinstance(sql, str) or not sql.strip().rstrip(";").strip():
+        raise SaltInvocationError(f"admin client: no statement to run (got {sql!r})")
+    client = find_client(params.get("client"))
+    bound = float(params["query_timeout"])
+    private, path = _write_option_file(params)
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            argv(client, path, params), input=sql.strip().rstrip(";").encode("utf-8") + b";\n",
+            capture_output=True,
+            timeout=bound, check=False, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                                              "LC_ALL": "C"},
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise CommandExecutionError(
+            f"ProxySQL admin at {where(params)}: no answer within {bound:g} s "
+            f"(query_timeout); the client was killed"
+        ) from exc
+    except OSError as exc:
+        raise CommandExecutionError(f"cannot run the MySQL client {client}: {exc}") from exc
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    log.debug("admin at %s: %.3f s, rc %s", where(params), time.monotonic() - started,
+              proc.returncode)
+    if proc.returncode != 0:
+        raise CommandExecutionError(classify_error(params, proc.stderr.decode("utf-8", "replace")))
+    try:
+        return proc.stdout.decode("utf-8", "strict")
+    except UnicodeDecodeError as exc:
+        raise CommandExecutionError(
+            f"ProxySQL admin at {where(params)}: the client's output is not UTF-8 ({exc})"
+        ) from exc
+
+
+def classify_error(params, stderr):
+    """A message naming the address and what failed, from the client's stderr."""
+    text = stderr.strip()
+    match = _ERROR_RE.search(text)
+    place = f"ProxySQL admin at {where(params)}"
+    if not match:
+        return f"{place}: the client failed: {text or 'no message'}"
+    code, message = match.group(1), match.group(3).strip()
+    if code in _UNREACHABLE:
+        return f"{place} is unreachable (error {code}: {message}); is ProxySQL running there?"
+    if code in _LOST:
+        return f"{place}: connection lost or timed out (error {code}: {message})"
+    if code in _DENIED:
+        return (f"{place}: access denied for user {params['user']!r} (error {code}); check "
+                "admin-admin_credentials or pillar admin:user/password")
+    return f"{place}: statement failed (error {code}: {message})"
+
+
+def unescape(field):
+    """One ``--batch`` field: ``NULL`` is None, ``\\t \\n \\\\ \\0`` are decoded, others refused."""
+    if field == "NULL":
+        return None
+    out, i = [], 0
+    while i < len(field):
+        char = field[i]
+        if char == "\\":
+            if i + 1 == len(field):
+                raise ValueError("field ends in a lone backslash")
+            if field[i + 1] not in _ESCAPES:
+                raise ValueError(f"unknown escape \\{field[i + 1]}")
+            char = _ESCAPES[field[i + 1]]
+            i += 1
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
+def parse_batch(text):
+    """
+    Rows of the client's ``--batch --column-names`` output as a list of dicts.
+    Refuses a ragged row, duplicate or empty column names and bad escapes (column
+    names are printed unescaped, so a name holding a tab shows as a ragged row).
+    A string field holding exactly ``NULL`` reads as None (the client prints both alike).
+    """
+    if text == "":
+        return []
+    if not text.endswith("\n"):
+        raise ValueError("output does not end with a newline (truncated?)")
+    lines = text[:-1].split("\n")
+    header = lines[0].split("\t")
+    if len(set(header)) != len(header) or "" in header:
+        raise ValueError(f"bad header line {lines[0]!r}")
+    names = header  # the client prints column names as they are, unescaped
+    rows = []
+    for number, line in enumerate(lines[1:], start=2):
+        fields = line.split("\t")
+        if len(fields) != len(names):
+            raise ValueError(f"line {number} has {len(fields)} fields, the header {len(names)}")
+        rows.append(dict(zip(names, (unescape(f) for f in fields))))
+    return rows
+
+
+def query(params, sql):
+    """
+    Rows (dicts by column name) of ONE statement; [] when it returns none. The
+    client prints several results back to back, so give several statements to
+    :func:`query_many`, which can tell them apart.
+    """
+    text = _run(params, sql)
+    try:
+        return parse_batch(text)
+    except ValueError as exc:
+        raise CommandExecutionError(
+            f"ProxySQL admin at {where(params)}: output of {sql.split()[0]!r} does not parse: {exc}"
+        ) from exc
+
+
+def query_many(params, statements):
+    """
+    Rows of several statements in one client run: each result is preceded by a
+    one-row marker result whose column name holds a random nonce, so results can
+    be told apart even when some are empty (the client prints nothing for those).
+    """
+    nonce = os.urandom(8).hex()
+    marker = f"proxysql_ha_section_{nonce}"
+    sql = "; ".join(f"SELECT {i} AS {marker}; {stmt}" for i, stmt in enumerate(statements))
+    text = _run(params, sql)
+    try:
+        return split_sections(text, marker, len(statements))
+    except ValueError as exc:
+        raise CommandExecutionError(
+            f"ProxySQL admin at {where(params)}: output of {len(statements)} statements "
+            f"does not parse: {exc}"
+        ) from exc
+
+
+def split_sections(text, marker, count):
+    """Split ``query_many`` output at its markers and parse each section."""
+    if text and not text.endswith("\n"):
+        raise ValueError("output does not end with a newline (truncated?)")
+    lines = text.split("\n")[:-1] if text else []
+    sections, current = [], None
+    index = 0
+    while index < len(lines):
+        if lines[index] == marker:
+            if index + 1 >= len(lines) or lines[index + 1] != str(len(sections)):
+                raise ValueError(f"marker {len(sections)} missing or out of order")
+            sections.append([])
+            current = sections[-1]
+            index += 2
+            continue
+        if current is None:
+            raise ValueError("output before the first marker")
+        current.append(lines[index])
+        index += 1
+    if len(sections) != count:
+        raise ValueError(f"{len(sections)} results for {count} statements")
+    return [parse_batch("".join(line + "\n" for line in body)) for body in sections]
+
+
+def execute(params, sql):
+    """Run statements that return no rows (``;``-separated, the client splits them)."""
+    text = _run(params, sql)
+    if text:
+        raise CommandExecutionError(
+            f"ProxySQL admin at {where(params)}: {sql.split()[0]!r} returned rows; use query()"
+        )
+
+
+# --- the layer commands --------------------------------------------------------------------
+
+def module_name(module):
+    """The canonical module name (``mysql users`` -> ``MYSQL USERS``) or SaltInvocationError."""
+    name = " ".join(str(module).upper().replace("_", " ").split())
+    if name not in MODULES:
+        raise SaltInvocationError(
+            f"unknown ProxySQL admin module {module!r}; known: {', '.join(MODULES)}"
+        )
+    return name
+
+
+def ping(params):
+    """True when the admin interface answers ``SELECT 1``; raises otherwise."""
+    rows = query(params, "SELECT 1")
+    if len(rows) != 1 or list(rows[0].values()) != ["1"]:
+        raise CommandExecutionError(f"ProxySQL admin at {where(params)}: SELECT 1 gave {rows!r}")
+    return True
+
+
+def _checksum(params, layer, module):
+    name = module_name(module)
+    if not MODULES[name]["checksum"]:
+        raise SaltInvocationError(f"ProxySQL has no CHECKSUM {layer} for {name}; use layer_digests()")
+    rows = query(params, f"CHECKSUM {layer} {name}")
+    if len(rows) != 1 or set(rows[0]) != {"table", "checksum"}:
+        raise CommandExecutionError(
+            f"ProxySQL admin at {where(params)}: CHECKSUM {layer} {name} gave {rows!r}"
+        )
+    return rows[0]["checksum"]
+
+
+def checksum_disk(params, module):
+    """``CHECKSUM DISK <module>``: the checksum string (``0x...``) of the module's disk table."""
+    return _checksum(params, "DISK", module)
+
+
+def checksum_memory(params, module):
+    """``CHECKSUM MEMORY <module>``: the checksum string of the module's memory table."""
+    return _checksum(params, "MEMORY", module)
+
+
+def runtime_checksums(params):
+    """``runtime_checksums_values`` as ``{name: checksum}`` (e.g. ``mysql_users``)."""
+    rows = query(params, "SELECT name, checksum FROM runtime_checksums_values ORDER BY name")
+    return {row["name"]: row["checksum"] for row in rows}
+
+
+def flush_configdb(params):
+    """``PROXYSQL FLUSH CONFIGDB``: reopen ``proxysql.db`` (after it was replaced by rename)."""
+    execute(params, "PROXYSQL FLUSH CONFIGDB")
+
+
+def load_from_disk(params, module):
+    """``LOAD <module> FROM DISK``: disk -> memory."""
+    execute(params, f"LOAD {module_name(module)} FROM DISK")
+
+
+def load_to_runtime(params, module):
+    """``LOAD <module> TO RUNTIME``: memory -> runtime."""
+    execute(params, f"LOAD {module_name(module)} TO RUNTIME")
+
+
+def _layer_sql(layer, table, filt):
+    source = {"disk": f"disk.{table}", "memory": f"main.{table}", "runtime": f"runtime_{table}"}
+    sql = f"SELECT * FROM {source[layer]}"
+    return sql + (f" WHERE {filt}" if filt else "")
+
+
+def digest_rows(rows):
+    """A digest of rows independent of their order (sha256 over the sorted rows' repr)."""
+    items = sorted(repr(sorted(row.items())) for row in rows)
+    return hashlib.sha256("\n".join(items).encode("utf-8")).hexdigest()
+
+
+def as_runtime(table, rows):
+    """
+    Rows of ``table`` as ProxySQL's runtime tables show them, so that memory or
+    disk compares with runtime (pure; idempotent, so runtime rows pass through):
+    ``mysql_users`` keeps active users only, one row per side, frontend=1,backend=0
+    and backend=1,frontend=0, active=1 (lib/ProxySQL_Admin.cpp,
+    save_mysql_users_runtime_to_database); ``mysql_servers`` counts SHUNNED, a state
+    ProxySQL gives an ONLINE server by itself, as ONLINE.
+    """
+    out = []
+    for row in rows:
+        if table == "mysql_users":
+            if row.get("active") != "1":
+                continue
+            for side, (backend, frontend) in (("frontend", ("0", "1")), ("backend", ("1", "0"))):
+                if row.get(side) == "1":
+                    out.append({**row, "active": "1", "backend": backend, "frontend": frontend})
+        elif table == "mysql_servers" and str(row.get("status", "")).upper() == "SHUNNED":
+            out.append({**row, "status": "ONLINE"})
+        else:
+            out.append(row)
+    return out
+
+
+def layer_digests(params, modules=None):
+    """
+    ``{module: {"disk", "memory", "runtime", "disk_runtime", "memory_runtime"}}``:
+    digests of each layer's rows of each module, computed the same way for all
+    layers so that they compare; ``*_runtime`` are disk's and memory's rows as
+    runtime shows them (:func:`as_runtime`), for comparing with ``runtime``.
+    (ProxySQL's ``runtime_checksums_values`` cannot be compared with ``CHECKSUM``:
+    lib/ProxySQL_Admin.cpp computes them over other queries, e.g. query rules plus
+    fast routing.) One client run for all of them.
+    """
+    plan = []
+    for module in modules or MODULES:
+        name = module_name(module)
+        spec = MODULES[name]
+        for layer in ("disk", "memory", "runtime"):
+            for table in spec["tables"]:
+                plan.append((name, layer, table, _layer_sql(layer, table, spec["where"])))
+    results = query_many(params, [sql for *_, sql in plan])
+    rows = {}
+    for (name, layer, table, _), result in zip(plan, results):
+        tagged = [{"~table": table, **r} for r in result]
+        lays = rows.setdefault(name, {})
+        if layer == "runtime":
+            lays.setdefault("runtime", []).extend(as_runtime(table, tagged))
+        else:
+            lays.setdefault(layer, []).extend(tagged)
+            lays.setdefault(f"{layer}_runtime", []).extend(as_runtime(table, tagged))
+    return {name: {layer: digest_rows(got) for layer, got in lays.items()}
+            for name, lays in rows.items()}
