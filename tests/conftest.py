@@ -24,7 +24,7 @@ def shared_dir():
 
 @pytest.fixture(scope="session")
 def schema_sql(shared_dir):
-    """``schema_sql(version)``: ProxySQL's ``CREATE TABLE`` statements for "3.0.1" or "2.7.2"."""
+    """``schema_sql(version)``: ProxySQL's ``CREATE TABLE`` statements for a ``SCHEMA_VERSIONS`` entry."""
 
     def load(version):
         path = proxysql_db.schema_path(shared_dir, version)

@@ -37,13 +37,15 @@ def ms(seconds):
 # ---- what a host holds ------------------------------------------------------------------
 
 
-def without_uuid(config):
-    """A configuration without ``global_settings`` (each node keeps its own Cluster uuid)."""
-    return {table: rows for table, rows in config.items() if table != "global_settings"}
+def comparable(config):
+    """A configuration without what ProxySQL writes itself at start (``global_settings``, each node's
+    own Cluster uuid, and the default ``global_variables``): ``proxysql_db.without_startup_writes``."""
+    return proxysql_db.without_startup_writes(config)
 
 
 def row_counts(config):
-    return {table: len(rows) for table, rows in without_uuid(config).items()}
+    """Rows per table, but for the two tables ProxySQL's start writes (their rows are compared whole)."""
+    return {table: len(rows) for table, rows in config.items() if table not in proxysql_db.STARTUP_TABLES}
 
 
 def copy_path(host, name, where="inbox"):
@@ -135,7 +137,7 @@ def wait_copy_of(lab, host, config, since_generation, seconds=ARRIVAL_SECONDS):
                 return None
             if name not in looked_at:
                 looked_at.add(name)
-                if without_uuid(copy_config(host, name)) == without_uuid(config):
+                if comparable(copy_config(host, name)) == comparable(config):
                     return name
         return None
 

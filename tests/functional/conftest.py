@@ -115,10 +115,9 @@ class HaNode:
         return json.loads(((directory or self.backup_dir) / f"{name}.json").read_text())
 
     def shared_config(self):
-        """The live db's configuration without the node's own table (``global_settings``: the uuid)."""
-        config = proxysql_db.dump_config(self.live_db)
-        del config["global_settings"]
-        return config
+        """The live db's configuration without what ProxySQL writes itself at start (the node's
+        uuid in ``global_settings``, the default ``global_variables``): ``comparable_config``."""
+        return proxysql_db.comparable_config(self.live_db)
 
     def live_uuid(self):
         return dict(proxysql_db.dump_config(self.live_db)["global_settings"])["uuid"]

@@ -175,7 +175,8 @@ def received(b_pillar, tmp_path_factory, schema_file):
 
 
 def without_uuid(config):
-    return {table: rows for table, rows in config.items() if table != "global_settings"}
+    """Without what ProxySQL writes itself at start: its uuid and default variables."""
+    return proxysql_db.without_startup_writes(config)
 
 
 def ms_since(begin):

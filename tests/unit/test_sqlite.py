@@ -65,7 +65,8 @@ def test_live_fingerprint_matches_the_backups(make_db):
     assert psql.live_fingerprint(str(path)) == describe(path)["ddl_fingerprint"]
 
 
-@pytest.mark.parametrize("version", proxysql_db.SCHEMA_VERSIONS)
+# 2.0.18 has no global_settings, a table the extension requires (REQUIRED_TABLES).
+@pytest.mark.parametrize("version", [v for v in proxysql_db.SCHEMA_VERSIONS if v != "2.0.18"])
 def test_describe_reports_tables_fingerprint_and_row_counts(make_db, schema_sql, version):
     path = make_db("proxysql.db", version, users=7, rules=5)
     statements = schema_sql(version)
