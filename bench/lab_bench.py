@@ -42,7 +42,7 @@ from lab import Lab, LabTimeout, LabUnavailable, netns
 from lab.hosts import ADVBASE, generation, newest_after
 from lab.lab import ADVSKEW
 from lab.timeline import first, restored, stepped
-from tests.support import sshd
+from tests.support import proxysql_standin, sshd
 
 CLASSIC = Path(__file__).resolve().parent / "classic"
 ROUNDS = {True: (2, 3), False: (10, 20)}  # quick or not: (failovers per row, changes)
@@ -471,6 +471,8 @@ def lab_settings(lab):
         "reconcile_interval": defaults["schedule"]["reconcile_interval"],
         "connect_timeout": pillar["peer"]["connect_timeout"],
         "service_timeout": pillar["service"]["timeout"],
+        "load_delay": float(os.environ.get(proxysql_standin.ENV_LOAD_DELAY,
+                                           proxysql_standin.DEFAULT_LOAD_DELAY)),
     }
 
 
@@ -486,7 +488,9 @@ def settings_note(settings):
         f"peer connect timeout {settings['connect_timeout']} s, service timeout "
         f"{settings['service_timeout']} s; SSH multiplexing as shipped (ControlPersist 60 s). "
         "ProxySQL is the test suite's stand-in (`tests/support/proxysql_standin.py`), not "
-        "ProxySQL.")
+        f"ProxySQL: its start returns at the pid file and it loads the database "
+        f"{settings['load_delay']:g} s later (its --load-delay), as ProxySQL's start returns "
+        "before it loads; every clock here stops at the load.")
 
 
 def notes(failover, rpo, profile):
