@@ -104,11 +104,11 @@ def main(argv=None):
     parser.add_argument("--readme", help="rewrite the table between the markers of this README")
     args = parser.parse_args(argv)
     began = time.monotonic()
-    results = {
-        "local": run_local(args.quick, args.parts),
+    results = {  # the lab first: a lab that fails, fails early
         "lab": run_lab(args.quick, not args.no_lab) if "lab" in args.parts
         else {"skipped": "not in --parts"},
     }
+    results["local"] = run_local(args.quick, args.parts)
     results["seconds"] = time.monotonic() - began
     command = "make bench" + (" QUICK=1" if args.quick else "") + (
         f" PARTS={','.join(args.parts)}" if set(args.parts) != set(PARTS) else "")
