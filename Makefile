@@ -41,10 +41,12 @@ deps:
 demo: venv deps
 	$(PY) demo/demo.py
 
-# Benchmarks (bench/), written to docs/BENCHMARKS.md; QUICK=1: one quick run of each part.
+# Benchmarks (bench/), written to docs/BENCHMARKS.md and the README's table; QUICK=1: one quick
+# run of each part (README untouched); PARTS=changed,lab: only those parts (README untouched).
 .PHONY: bench
 bench: venv deps
-	$(PY) -m bench.run $(if $(filter 1,$(QUICK)),--quick)
+	$(PY) -m bench.run $(if $(filter 1,$(QUICK)),--quick) $(if $(PARTS),--parts $(PARTS)) \
+		$(if $(filter 1,$(QUICK))$(PARTS),,--readme README.md)
 
 # Plant each guard's removal in a temporary copy and run the fast tests there (bench/mutations.py);
 # not part of `make test`. ONLY="name ...": only these mutations.

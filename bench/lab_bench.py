@@ -8,9 +8,12 @@ configuration (the time the stand-in notes once it has loaded the database). Eac
 first saves a change on the MASTER and waits until the BACKUP holds it, so every failover
 restores a configuration that host never ran; then the MASTER's ucarp steps down (SIGUSR2)
 and the peer takes over: A to B, B to A, and so on. ucarp's own detection is not counted.
-The rows run in this order: the Salt master up; the Salt master stopped; the classic recipe
+The rows run in this order: as set up (the Salt master up: its reactor and the minion's
+reconcile job race for the lock); the reactor alone (the reconcile job held back with Salt's
+``dry_run``); the Salt master stopped (the reconcile job alone); the classic recipe
 (salt-minions stopped, ucarp's scripts swapped for the classic ones, backups shipped by the
-classic cron script over the same sshd).
+classic cron script over the same sshd). Each proxysql-ha failover is counted by the path that
+restored (the master's recorded promote job returns say when it was the reactor).
 
 RPO: from a change saved on the MASTER to a complete copy that holds it in the BACKUP's inbox.
 
@@ -20,6 +23,7 @@ steps) and the stand-in's start time.
 """
 
 import contextlib
+import json
 import os
 import random
 import shlex
@@ -31,11 +35,15 @@ import traceback
 from pathlib import Path
 
 from bench import stats
+import yaml
+from saltext.proxysql_ha.utils import proxysql_ha_config
+
 from lab import Lab, LabTimeout, LabUnavailable, netns
 from lab import salt as labsalt
-from lab.hosts import generation, newest_after
+from lab.hosts import ADVBASE, generation, newest_after
+from lab.lab import ADVSKEW
 from lab.timeline import first, restored, stepped
-from tests.support import sshd
+from tests.support import proxysql_standin, sshd
 
 CLASSIC = Path(__file__).resolve().parent / "classic"
 ROUNDS = {True: (2, 3), False: (10, 20)}  # quick or not: (failovers per row, changes)
@@ -44,10 +52,12 @@ STEP_DOWN_PAUSE = 3.5  # ucarp listens again 3 s after SIGUSR2: wait that long b
 CRON_PERIOD = 60  # seconds: the classic recipe's cron job runs every minute
 TARGETS_MS = {"up": 1000, "down": 3000, "rpo": 3000}
 RECONCILE_JOB, SHIP_JOB = "proxysql_ha_reconcile", "proxysql_ha_ship"
+PROMOTE = "proxysql_ha.promote"
 SALT_IMPORTS = "salt.config, salt.utils.event, salt.transport.tcp"
 ROWS = {
-    "up": "proxysql-ha, Salt master up",
-    "down": "proxysql-ha, Salt master down",
+    "race": "proxysql-ha as set up: Salt master up, its reactor and the minion's reconcile job race",
+    "reactor": "proxysql-ha, the master's reactor alone (the minion's reconcile job held back)",
+    "down": "proxysql-ha, Salt master down: the minion's reconcile job alone",
     "classic": "classic recipe (up-script: newest file, cp, chown, start)",
     "rpo": "proxysql-ha (engine, ship job, ssh)",
     "cron": f"classic recipe: cron every {CRON_PERIOD} s, plus transfer (modelled)",
@@ -120,6 +130,17 @@ def users_in(path):
         return None
 
 
+def loaded_of(host):
+    """What ``host``'s stand-in reported it loaded, or None while there is no complete report:
+    its start replaces the report of the run before, so it can vanish between a look and a read
+    (``Host.loaded`` reads it after an ``exists()``)."""
+    path = host.node.datadir / "standin-loaded.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
 def run_in(namespace, argv):
     """Run ``argv`` inside ``namespace``; its stdout. RuntimeError when it fails."""
     out = subprocess.run(netns.exec_argv(namespace, argv), capture_output=True, text=True,
@@ -140,7 +161,7 @@ class Pair:
         self.hosts = (lab.host("a"), lab.host("b"))
         self.stepped_down = 0.0
         self.classic_keys = {}
-        self.wrong = {"up": 0, "down": 0, "classic": 0}  # failovers that ran another configuration
+        self.wrong = {"race": 0, "reactor": 0, "down": 0, "classic": 0}  # ran another configuration
 
     def master(self):
         """``(MASTER, BACKUP)`` as the VIP says now."""
@@ -149,7 +170,9 @@ class Pair:
 
     def measure(self, failovers, changes):
         rpo = [self.rpo_ours() for _ in range(changes)]
-        timelines = {"up": [self.failover_ours("up") for _ in range(failovers)]}
+        timelines = {"race": [self.failover_ours("race") for _ in range(failovers)]}
+        with self.held_back():
+            timelines["reactor"] = [self.failover_ours("reactor") for _ in range(failovers)]
         self.lab.stop_master()
         timelines["down"] = [self.failover_ours("down") for _ in range(failovers)]
         imports = [self.salt_imports() for _ in range(max(2, failovers // 2))]
@@ -163,8 +186,45 @@ class Pair:
         rpo_rows = {ROWS["rpo"]: summary([r["total"] for r in rpo]), ROWS["cron"]: modelled,
                     ROWS["transfer"]: summary(transfers)}
         profile = {"timelines": timelines, "rpo": rpo, "imports": stats.median(imports),
-                   "wrong": self.wrong, "reactor": self.reactor_wins(timelines["up"])}
-        return {"failover": failover, "rpo": rpo_rows, "notes": notes(failover, rpo_rows, profile)}
+                   "wrong": self.wrong, "settings": lab_settings(self.lab)}
+        keyed = {"failover": {row: failover[ROWS[row]] for row in timelines},
+                 "rpo": {"ours": rpo_rows[ROWS["rpo"]]}}
+        return {"failover": failover, "rpo": rpo_rows, "keyed": keyed,
+                "settle_s": profile["settings"]["settle"][0],
+                "notes": notes(failover, rpo_rows, profile)}
+
+    @contextlib.contextmanager
+    def held_back(self):
+        """
+        The minion's own path held back on both hosts, so that only the master's reactor can
+        promote: the reconcile job gets Salt's ``dry_run`` (``Schedule._run_job`` returns
+        before it forks), so the engine's ``run_job`` request and the job's own 10 s schedule
+        run nothing. Set through the minion's ``manage_schedule`` event (``modify``, not
+        persisted: ``schedule.modify`` does not take ``dry_run``); put back afterwards.
+        """
+        ids = [host.minion_id for host in self.hosts]
+
+        def status(minion):  # schedule.list leaves out the keys it does not know, dry_run too
+            return self.lab.salt([minion], "schedule.job_status", RECONCILE_JOB)[minion]
+
+        saved = {minion: {key: value for key, value in status(minion).items()
+                          if not key.startswith("_")} for minion in ids}  # not the run-time keys
+
+        def modify(minion, data):
+            self.lab.salt([minion], "event.fire", json.dumps({
+                "func": "modify", "name": RECONCILE_JOB, "persist": False,
+                "schedule": data}), "manage_schedule")
+
+        for minion in ids:
+            modify(minion, dict(saved[minion], dry_run=True))
+        for minion in ids:
+            self.lab.wait_until(lambda m=minion: status(m).get("dry_run"), WAIT,
+                                f"{minion}'s reconcile job to be held back")
+        try:
+            yield
+        finally:
+            for minion in ids:
+                modify(minion, saved[minion])
 
     # ---- changes travelling from the MASTER to the BACKUP ---------------------------------
 
@@ -225,21 +285,14 @@ class Pair:
 
         def promoted():
             event = first(new.events("proxysql_ha/promoted"), asked, restored)
-            loaded = new.loaded()
+            loaded = loaded_of(new)
             return event and loaded and loaded["started"] > asked and (event, loaded)
 
         event, loaded = self.lab.wait_until(promoted, WAIT, f"{new.minion_id} to restore and start")
         self.lab.wait_until(lambda: not old.proxysql_running(), WAIT,
                             f"{old.minion_id}'s demote to stop ProxySQL")
         self.wrong[row] += loaded["config"]["mysql_users"] != len(saved["mysql_users"])
-        return timeline(new, asked, event, loaded)
-
-    def reactor_wins(self, timelines):
-        """How many of the master-up failovers were restored by the master's reactor."""
-        jobs = self.lab.master_events("salt/job/")
-        return sum(1 for t in timelines if first(
-            jobs, t["up_at"], lambda d, who=t["host"]: d.get("fun") == "proxysql_ha.promote"
-            and d.get("id") == who and restored(d.get("return") or {})))
+        return timeline(new, asked, event, loaded, self.lab.master_events())
 
     def salt_imports(self):
         """ms a fresh Python takes to import what the hook's send pulls in (in host A)."""
@@ -255,7 +308,7 @@ class Pair:
         asked = self.step_down(old)
 
         def started():
-            loaded = new.loaded()
+            loaded = loaded_of(new)
             return loaded and loaded["started"] > asked and loaded
 
         loaded = self.lab.wait_until(started, WAIT, f"{new.name}'s classic up-script to start it")
@@ -304,79 +357,167 @@ def swap_script(host, direction, args):
     tmp.replace(script)
 
 
-def timeline(host, asked, promoted, loaded):
+def tagged(events, prefix):
+    return [e for e in events if e["tag"].startswith(prefix)]
+
+
+def reactor_restore(master_events, minion, since):
+    """The return (a master's bus event) of a reactor's promote that restored on ``minion``."""
+    return first(tagged(master_events, "salt/job/"), since, lambda d: d.get("fun") == PROMOTE
+                 and d.get("id") == minion and restored(d.get("return") or {}))
+
+
+def split_plan(host, begin, report):
+    """
+    What promote's report leaves between its restore and its start, split at its schedule
+    step: ``plan`` (lock, role re-read, plan) and ``schedule`` (after the start). Both the plan
+    and the schedule step list the minion's schedule (a ``manage_schedule`` ``list`` event on
+    its bus); the last such event within promote's run marks the schedule step's start.
+    """
+    end = begin + report["ms"] / 1000
+    rest = report["ms"] - ((report.get("restore") or {}).get("ms") or 0) - (report.get("start_ms") or 0)
+    lists = [e["t"] for e in host.events("manage_schedule")
+             if begin <= e["t"] <= end and e["data"].get("func") == "list"]
+    if len(lists) < 2:
+        return {"plan": rest, "schedule": None}
+    schedule = (end - lists[-1]) * 1000
+    return {"plan": rest - schedule, "schedule": schedule}
+
+
+def timeline(host, asked, promoted, loaded, master_events):
     """
     Where one failover of proxysql-ha spent its time (ms), from the recorded events: the
-    hook's payload carries the time it was built, the bus events their arrival, promote's
-    report its duration (its start is its event's arrival minus that) and its restore steps.
+    hook's payload carries the time it was built, the bus events (the minion's and the
+    master's) their arrival, promote's report its duration (its start is its event's arrival
+    minus that), its restore's and its start's. ``by``: which path restored, the master's
+    reactor (a ``proxysql_ha.promote`` job whose return says it restored) or the minion's
+    reconcile job.
     """
     up = stepped(host, asked, "up")
     carp = first(host.events("proxysql_ha/carp/MASTER"), up)
-    ran = first(host.events("manage_schedule"), up, asked_for(RECONCILE_JOB))
+    hook = carp["data"]["timestamp"] if carp else None
     report = promoted["data"]
     begin = promoted["t"] - report["ms"] / 1000
-    steps = report["restore"]["steps_ms"]
     running = loaded["started"]
-    inside = sum(steps.get(k, 0) for k in ("choose", "stop", "install"))
-    hook = carp["data"]["timestamp"] if carp else None
-    dispatch = (begin - ran["t"]) * 1000 if ran else None
-    early = dispatch is not None and dispatch < 0  # the reconcile job's own schedule came first
-    return {
-        "early": early,
+    restore = report.get("restore") or {}
+    since = hook or up
+    sent = first(tagged(master_events, "proxysql_ha/carp/MASTER"), since,
+                 lambda d: d.get("id") == host.minion_id)
+    published = first(tagged(master_events, "salt/job/"), since,
+                      lambda d: d.get("fun") == PROMOTE and host.minion_id in (d.get("minions") or []))
+    won = reactor_restore(master_events, host.minion_id, since)
+    ran = first(host.events("manage_schedule"), up, asked_for(RECONCILE_JOB))
+    row = {
         "host": host.minion_id,
         "up_at": up,
+        "by": "reactor" if won else "minion",
+        "early": False,
         "total": (running - up) * 1000,
         "hook": (hook - up) * 1000 if hook else None,
-        "bus": (ran["t"] - hook) * 1000 if hook and ran else None,
-        "dispatch": None if early else dispatch,
-        "choose": steps.get("choose"),
-        "stop": steps.get("stop"),
-        "install": steps.get("install"),
-        "start": (running - begin) * 1000 - inside,
+        "promote": (running - begin) * 1000,
+        **split_plan(host, begin, report),
+        "install": restore.get("ms"),
+        "start_ms": report.get("start_ms"),
+        "published": (published["t"] - up) * 1000 if published else None,
+        "began": (begin - up) * 1000,
+        "relay": None, "reactor": None, "dispatch": None,
     }
+    if won and sent and published and hook:
+        row.update(relay=(sent["t"] - hook) * 1000, reactor=(published["t"] - sent["t"]) * 1000,
+                   dispatch=(begin - published["t"]) * 1000)
+    elif not won and ran and hook:
+        dispatch = (begin - ran["t"]) * 1000
+        row.update(relay=(ran["t"] - hook) * 1000, early=dispatch < 0,  # its own schedule came first
+                   dispatch=None if dispatch < 0 else dispatch)
+    return row
 
 
 # ---- what the numbers say -----------------------------------------------------------------------
 
 PHASES = (
-    ("hook", "ucarp's up-script → the hook has checked its arguments and added the VIP"),
-    ("bus", "→ the `run_job` request is on the minion's bus (hook → spool and FIFO → engine)"),
-    ("dispatch", "→ promote starts (the minion forks the reconcile job, which plans, then promotes; "
-                 "or the master's reactor)"),
-    ("choose", "promote: choose and verify the newest backup"),
-    ("stop", "promote: stop step (a status call: ProxySQL is not running)"),
-    ("install", "promote: install the verified copy"),
-    ("start", "promote: start ProxySQL until it has loaded the copy, schedule, report"),
+    ("hook", "ucarp's up-script → the hook has checked its arguments, added the VIP and built "
+             "the event"),
+    ("relay", "→ relayed by the engine (hook → spool and FIFO → engine): the `run_job` request "
+              "on the minion's bus (minion's path), or the event on the master's bus (reactor's "
+              "path)"),
+    ("reactor", "→ the reactor has rendered its SLS and the master published the promote job "
+                "(reactor's path only)"),
+    ("dispatch", "→ promote begins: the minion forks the job (the reconcile job, or the "
+                 "reactor's promote) and loads the module"),
+    ("promote", "→ ProxySQL running: promote, until the stand-in has loaded the restored copy"),
+    ("plan", "promote's own report: lock, role re-read, plan (a status call; choice and "
+             "verification of the newest backup)"),
+    ("install", "promote's own report: restore (install the copy the plan verified; no stop, "
+                "ProxySQL is known stopped)"),
+    ("start_ms", "promote's own report: start ProxySQL and wait until it serves"),
+    ("schedule", "promote's own report: after the start, the schedule jobs switched for "
+                 "MASTER (`schedule.list`, enable and disable)"),
     ("total", "total: up-script → ProxySQL running"),
 )
-
-
-SHORT = {"hook": "the hook's start", "bus": "the hand-off to the engine", "dispatch": "the job's start",
-         "choose": "the choice of backup", "stop": "the stop step", "install": "the install",
-         "start": "ProxySQL's start inside promote"}
+SERIES = ("race", "reactor", "down")
+SERIES_NAMES = {"race": "race (as set up)", "reactor": "reactor alone", "down": "master down"}
+SHORT = {"hook": "the hook", "relay": "the engine's relay", "reactor": "the reactor",
+         "dispatch": "the job's start", "promote": "promote until ProxySQL runs"}
 
 
 def early_note(timelines):
-    """A sentence on the failovers whose promote began before the hook's request arrived."""
-    early = {row: sum(t["early"] for t in timelines[row]) for row in ("up", "down")}
+    """A sentence on the failovers whose promote began before the engine's request arrived."""
+    early = {row: sum(t["early"] for t in timelines[row]) for row in SERIES}
     if not any(early.values()):
         return ""
-    return (f" In {early['up']} (master up) and {early['down']} (master down) failovers the "
-            "reconcile job's own schedule (every 10 s) began the promote before the hook's request "
-            "reached the minion: their job-start step is left out of the table below.")
+    return (" In " + ", ".join(f"{early[row]} ({SERIES_NAMES[row]})" for row in SERIES)
+            + " failovers the reconcile job's own schedule (every 10 s) began the promote before "
+            "the engine's request reached the minion: their job-start step is left out below.")
 
 
 def verdict(value, target):
     return f"{stats.fmt(value, 'ms')} ({'met' if value is not None and value <= target else 'MISSED'})"
 
 
+def lab_settings(lab):
+    """What the lab runs with, read from the files it wrote, beside the extension's defaults."""
+    host = lab.host("a")
+    pillar = host.pillar()
+    engine = yaml.safe_load(host.minion_config.read_text(encoding="utf-8"))["engines"][0]["proxysql_ha"]
+    defaults = proxysql_ha_config.defaults("Debian")
+    return {
+        "settle": (pillar["settle"], defaults["settle"]),
+        "advbase": ADVBASE, "advskew": dict(ADVSKEW),
+        "engine_interval": engine["interval"],
+        "ship_interval": defaults["schedule"]["ship_interval"],
+        "reconcile_interval": defaults["schedule"]["reconcile_interval"],
+        "connect_timeout": pillar["peer"]["connect_timeout"],
+        "service_timeout": pillar["service"]["timeout"],
+        "load_delay": float(os.environ.get(proxysql_standin.ENV_LOAD_DELAY,
+                                           proxysql_standin.DEFAULT_LOAD_DELAY)),
+    }
+
+
+def settings_note(settings):
+    lab_settle, default_settle = settings["settle"]
+    return (
+        f"The lab's settings: settle window {lab_settle:g} s (the default is {default_settle:g} s; "
+        "the one-machine rows above use the default), ucarp advbase "
+        f"{settings['advbase']} s with advskew {settings['advskew']['a']} (A, the preferred "
+        f"MASTER) and {settings['advskew']['b']} (B), the engine's `stat()` every "
+        f"{settings['engine_interval']:g} s, the ship and reconcile jobs every "
+        f"{settings['ship_interval']} s and {settings['reconcile_interval']} s (the defaults), "
+        f"peer connect timeout {settings['connect_timeout']} s, service timeout "
+        f"{settings['service_timeout']} s; SSH multiplexing as shipped (ControlPersist 60 s). "
+        "ProxySQL is the test suite's stand-in (`tests/support/proxysql_standin.py`), not "
+        f"ProxySQL: its start returns at the pid file and it loads the database "
+        f"{settings['load_delay']:g} s later (its --load-delay), as ProxySQL's start returns "
+        "before it loads; every clock here stops at the load.")
+
+
 def notes(failover, rpo, profile):
     """The lines under the lab's tables: method, targets, where the time goes and why."""
     timelines = profile["timelines"]
-    up, down, classic = (failover[ROWS[row]] for row in ("up", "down", "classic"))
-    n = up["n"]
-    p50s = {row: {key: p50_of(timelines[row], key) for key, _ in PHASES} for row in ("up", "down")}
-    slowest = {row: max(timelines[row], key=lambda t: t["total"]) for row in ("up", "down")}
+    race, reactor, down, classic = (failover[ROWS[row]] for row in (*SERIES, "classic"))
+    n = race["n"]
+    p50s = {row: {key: p50_of(timelines[row], key) for key, _ in PHASES} for row in SERIES}
+    slowest = {row: max(timelines[row], key=lambda t: t["total"]) for row in SERIES}
+    by = {row: sum(t["by"] == "reactor" for t in timelines[row]) for row in SERIES}
     wrong = sum(profile["wrong"].values())
     out = [
         f"Each failover first saves a change on the MASTER and waits until the BACKUP holds it; "
@@ -391,37 +532,66 @@ def notes(failover, rpo, profile):
          f"**{wrong} failover(s) did not run the configuration saved just before them** "
          f"({profile['wrong']}): PROXYSQL_HA_LAB_KEEP=1 keeps the lab's logs."),
         "",
-        "Salt master down: stopped before those failovers; the reactor is gone and the minion's "
-        "reconcile job, asked for by the hook, promotes. Master up: the reactor and that job race "
-        f"for the lock; the reactor's promote did the restore in {profile['reactor']} of {n}."
-        + early_note(timelines),
+        "The three proxysql-ha rows run in this order, each promote counted by the path that did "
+        "the restore (the master's recorded `proxysql_ha.promote` job returns, or else the "
+        "minion's reconcile job):",
+        "",
+        f"- **Race (as set up)**: the engine asks the minion for its reconcile job and sends the "
+        f"event on to the master, whose reactor runs `proxysql_ha.promote`; both take the lock, "
+        f"the second finds the node in line. The reactor's promote did the restore in "
+        f"{by['race']} of {n}. Its job was published "
+        f"{stats.fmt(p50_of(timelines['race'], 'published'), 'ms')} after the up-script (p50) "
+        f"and then still had to reach the minion, be forked and load the module "
+        f"({stats.fmt(p50_of(timelines['reactor'], 'dispatch'), 'ms')} p50 in the reactor-alone "
+        f"row) before it asked for the lock; the reconcile job's promote began "
+        f"{stats.fmt(p50_of(timelines['race'], 'began'), 'ms')} after the up-script. The "
+        "minion's path is one bus hop and a fork; the reactor's adds the trip to the master, "
+        "the render and the publication back, so with both asked the minion's wins, and the "
+        "loser's job still costs a fork and a module load on the same cores.",
+        f"- **Reactor alone**: the minion's path held back on both hosts (the reconcile job set "
+        f"to Salt's `dry_run`, so the engine's `run_job` request and its 10 s schedule run "
+        f"nothing): the reactor's promote did the restore in {by['reactor']} of {n}. This is "
+        "the path a node takes when its own job cannot run.",
+        f"- **Master down**: the salt-master stopped (its reactor gone) before these failovers, "
+        f"the reconcile job as set up: the minion's path alone (the reactor restored in "
+        f"{by['down']} of {n}, as it must). With the master up that path wins the race anyway, "
+        "so this row differs from the race by what the master's absence costs the minion.",
+        early_note(timelines),
+        "",
+        settings_note(profile["settings"]),
         "",
         "Classic rows: the salt-minions are stopped and ucarp's scripts swapped for "
         "`bench/classic/ucarp-up.sh` (add the VIP, then `restore.sh`: newest file of the inbox by "
         "mtime, cp, chown, start; no validation) and `ucarp-down.sh` (drop the VIP, stop "
-        "ProxySQL); backups are shipped by `bench/classic/backup.sh` (sqlite3 `.backup` + scp) "
-        "from the MASTER's namespace over the lab's sshd.",
+        "ProxySQL); backups are shipped by `bench/classic/backup.sh` (sqlite3 `.backup` + scp, "
+        "a new SSH connection each time) from the MASTER's namespace over the lab's sshd.",
         "",
         f"Classic RPO is modelled, not waited for: a change waits for the next cron run, "
         f"uniformly 0-{CRON_PERIOD} s (p50 {CRON_PERIOD // 2} s, p95 {CRON_PERIOD * 0.95:.0f} s), "
         "plus the transfer measured here (backup.sh run right after the save). Up to "
-        f"{CRON_PERIOD} s plus the transfer.",
+        f"{CRON_PERIOD} s plus the transfer. Ours is measured from the save, the settle window "
+        f"({profile['settings']['settle'][0]:g} s here) included.",
         "",
-        f"Targets: failover p95, master up {verdict(up['p95_ms'], TARGETS_MS['up'])}, target ≤ 1 s; "
+        f"Targets: failover p95, master up {verdict(race['p95_ms'], TARGETS_MS['up'])} as set up, "
+        f"{verdict(reactor['p95_ms'], TARGETS_MS['up'])} by the reactor alone, target ≤ 1 s; "
         f"master down {verdict(down['p95_ms'], TARGETS_MS['down'])}, target ≤ 3 s; RPO p95 "
         f"{verdict(rpo[ROWS['rpo']]['p95_ms'], TARGETS_MS['rpo'])}, target ≤ 3 s. Against the "
         f"classic up-script (p50 {stats.fmt(classic['p50_ms'], 'ms')}): "
-        f"{stats.fmt(stats.ratio(up['p50_ms'], classic['p50_ms']))}× (master up), "
-        f"{stats.fmt(stats.ratio(down['p50_ms'], classic['p50_ms']))}× (master down).",
+        + ", ".join(f"{stats.fmt(stats.ratio(failover[ROWS[row]]['p50_ms'], classic['p50_ms']))}× "
+                    f"({SERIES_NAMES[row]})" for row in SERIES) + ".",
         "",
         "### Where the failover time goes (proxysql-ha)",
         "",
-        "Each step's p50 over the row's failovers, and the slowest failover's steps.",
+        "Each step's p50 over the row's failovers, and the slowest failover's steps. The steps "
+        "marked → follow each other and add up to the total (p50s of steps need not add up to "
+        "the p50 of the total); the rows of promote's own report split its work as promote "
+        "timed it, to its return, which comes after ProxySQL runs. A step a path does not take "
+        "shows –.",
         "",
-        stats.table(["step", "master up: p50", "slowest", "master down: p50", "slowest"],
-                    [[label] + [stats.fmt(value, "ms") for value in (
-                        p50s["up"][key], slowest["up"][key],
-                        p50s["down"][key], slowest["down"][key])]
+        stats.table(["step"] + [f"{SERIES_NAMES[row]}: {what}" for row in SERIES
+                                for what in ("p50", "slowest")],
+                    [[label] + [stats.fmt(value, "ms") for row in SERIES for value in (
+                        p50s[row][key], slowest[row][key])]
                      for key, label in PHASES]),
         "",
     ]
@@ -438,49 +608,45 @@ def slower(p50s, slowest, row):
 
 def explain(p50s, slowest, classic, rpo, profile):
     """What remains and why, with this run's numbers."""
-    up, down = p50s["up"], p50s["down"]
-    runs = len(profile["timelines"]["up"])
-    promote = sum(up[key] or 0 for key in ("choose", "stop", "install", "start"))
+    race, reactor, down = (p50s[row] for row in SERIES)
     return [
         "What remains, and why:",
         "",
-        f"- **The hand-off ({stats.fmt(up['bus'], 'ms')}).** The hook, standard library only, "
-        "drops the transition into the engine's spool and pokes its FIFO; the engine, running "
-        "inside the minion with Salt loaded, wakes and puts `run_job` and the events on the "
-        "bus. The hook used to import Salt to send them itself (it still does when no spool "
-        f"is configured): a fresh `import {SALT_IMPORTS}` takes "
-        f"{stats.fmt(profile['imports'], 'ms')} here (median, in the lab), which was the "
-        "largest step of a failover before the engine relayed it.",
-        f"- **Starting the job ({stats.fmt(up['dispatch'], 'ms')}).** The minion forks a job "
-        "process for `run_job`; `reconcile` then plans (a ProxySQL status call, the backup "
-        "choice, `schedule.list`) before it calls `promote`, which takes the lock and reads the "
-        "role again.",
-        f"- **Inside promote ({stats.fmt(promote, 'ms')} to ProxySQL running).** On the way "
-        "ProxySQL's status is asked twice (reconcile's plan, restore's stop step), about "
-        f"{stats.fmt(up['stop'], 'ms')} each with the stand-in (a "
-        "Python process, through `cmd.run_all`); the copy is verified and installed in "
-        f"{stats.fmt((up['choose'] or 0) + (up['install'] or 0), 'ms')}; the rest is the "
-        "stand-in's own start, which the classic up-script pays too (its whole run: "
-        f"{stats.fmt(classic['p50_ms'], 'ms')} p50, with no check of any kind).",
-        f"- **Master down ({stats.fmt(down['total'], 'ms')} vs {stats.fmt(up['total'], 'ms')}, "
-        "p50).** The same path: the reconcile job promotes (with the master up it won the "
-        f"race in {runs - profile['reactor']} of {runs}). The hand-off "
-        f"took {stats.fmt(down['bus'], 'ms')} and the job's start "
-        f"{stats.fmt(down['dispatch'], 'ms')}: a fork and short Python work, CPU-bound, so "
-        "these follow the machine's load at the time.",
-        f"- **The slowest failovers** (master up {slower(p50s, slowest, 'up')}; master down "
-        f"{slower(p50s, slowest, 'down')}): the same steps as the others, each of them CPU "
-        "work (imports, forks, short-lived Python processes) on cores the whole lab shares.",
+        f"- **The relay ({stats.fmt(race['relay'], 'ms')} to the minion's bus, "
+        f"{stats.fmt(reactor['relay'], 'ms')} to the master's).** The hook, standard library "
+        "only, drops the transition into the engine's spool and pokes its FIFO; the engine, "
+        "running inside the minion with Salt loaded, wakes and puts `run_job` and the events on "
+        "the buses. The hook used to import Salt to send them itself (it still does when no "
+        f"spool is configured): a fresh `import {SALT_IMPORTS}` takes "
+        f"{stats.fmt(profile['imports'], 'ms')} here (median, in the lab).",
+        f"- **The reactor ({stats.fmt(reactor['reactor'], 'ms')}).** The master renders "
+        "`reactor/proxysql_ha_carp.sls` for the event and publishes `proxysql_ha.promote` to "
+        f"that minion; the minion then forks the job ({stats.fmt(reactor['dispatch'], 'ms')} to "
+        "promote's start, with the module's load).",
+        f"- **Starting the reconcile job ({stats.fmt(race['dispatch'], 'ms')} as set up, "
+        f"{stats.fmt(down['dispatch'], 'ms')} with the master down).** The minion forks a job "
+        "process for `run_job` and loads the module; `reconcile` calls the same transition as "
+        "`promote`.",
+        f"- **Inside promote ({stats.fmt(race['promote'], 'ms')} to ProxySQL running).** The "
+        f"lock, the role re-read and the plan ({stats.fmt(race['plan'], 'ms')}: one ProxySQL "
+        "status call, the stand-in being a Python process run through `cmd.run_all`, the "
+        "choice of the newest backup, verified, and a `schedule.list`), the install "
+        f"({stats.fmt(race['install'], 'ms')}) and ProxySQL's start with the wait until it "
+        f"serves ({stats.fmt(race['start_ms'], 'ms')}), which the classic up-script pays too "
+        f"(its whole run: {stats.fmt(classic['p50_ms'], 'ms')} p50, with no check of any kind). "
+        f"The schedule step ({stats.fmt(race['schedule'], 'ms')}) comes after ProxySQL runs and "
+        "is not in the total.",
+        "- **The slowest failovers** ("
+        + "; ".join(f"{SERIES_NAMES[row]} {slower(p50s, slowest, row)}" for row in SERIES)
+        + "): the same steps as the others, each of them CPU work (imports, forks, short-lived "
+        "Python processes) on cores the whole lab shares.",
         f"- **RPO ({stats.fmt(rpo[ROWS['rpo']]['p50_ms'], 'ms')} p50).** The engine asks for "
         f"the ship job {stats.fmt(p50_of(profile['rpo'], 'noticed'), 'ms')} after the save "
-        "(it `stat()`s the file every 0.25 s); the rest is the job's start, the settle window "
-        "(0.2 s in the lab: no write for that long), the backup and its checks, one ssh "
-        "connection and the sha256 check on arrival.",
-        "",
-        "What could go further: the status calls belong to the stand-in (a Python process per "
-        "call); a real `service proxysql status` is cheaper. Running `promote` directly "
-        "instead of `reconcile` would save the plan's status call, but `reconcile` is what "
-        "lets one request serve a MASTER and a BACKUP alike.",
+        "(it `stat()`s the file every "
+        f"{profile['settings']['engine_interval']:g} s); the rest is the job's start, the settle "
+        f"window ({profile['settings']['settle'][0]:g} s in the lab: no write for that long), the "
+        "backup and its checks, the transfer over the multiplexed connection and the sha256 "
+        "check on arrival.",
         "",
     ]
 

@@ -6,6 +6,7 @@ same sshd, on the same databases.
 """
 
 import importlib.util
+import json
 import os
 import resource
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 import salt.config
 import salt.loader
 
-from bench import stats
+from bench import cpu, stats
 from tests.support import proxysql_db, sshd
 from tests.support.node import Node, current_user_and_group
 
@@ -55,8 +56,47 @@ class Bench:
         self.known_hosts = self.root / "known_hosts"
         self.b.inbox_dir.mkdir(parents=True, mode=0o700)
         self._trust()
-        self.sshd.start()
+        self.sshd.start()  # before the meter: the peer's side is not the sender's CPU
         self.mods = {}
+        self.classic_mux = self.root / "classic-mux-%C"
+        self.meter = cpu.Meter().__enter__()
+
+    def measure(self, action):
+        """``(wall ms, cpu ms)`` of one call, the CPU of every process it started included."""
+        mux = self.mux_masters()
+        before, wall = self.meter.seconds(mux), time.perf_counter()
+        action()
+        elapsed = (time.perf_counter() - wall) * 1000
+        return elapsed, (self.meter.seconds(mux + self.mux_masters()) - before) * 1000
+
+    def _sockets(self):
+        return [p for p in list(self.a.state_dir.glob("ssh-*")) + list(self.root.glob("classic-mux-*"))
+                if p.is_socket()]
+
+    def mux_masters(self):
+        """Pids of the SSH multiplex masters alive now (ours and the classic warm row's), for
+        the meter's fallback only: a cgroup counts them without being told. A master's title
+        is ``ssh: <socket> [mux]``, or the ssh command line that named its ControlPath."""
+        if self.meter.group is not None:
+            return []
+        sockets = [str(p) for p in self._sockets()]
+        sockets += [str(self.a.state_dir / "ssh-%C"), str(self.classic_mux)]
+        pids = []
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                try:
+                    line = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+                except OSError:
+                    continue
+                if line.startswith("ssh") and any(sock in line for sock in sockets):
+                    pids.append(int(proc.name))
+        return pids
+
+    def close_masters(self):
+        """End every multiplex master (``ssh -O exit``): the next connection is a cold one."""
+        for sock in self._sockets():
+            subprocess.run(["ssh", "-F", "/dev/null", "-o", f"ControlPath={sock}", "-O", "exit",
+                            "127.0.0.1"], capture_output=True, timeout=10, check=False)
 
     def _trust(self):
         public = sshd.generate_key(self.key, "bench")
@@ -75,6 +115,8 @@ class Bench:
     def close(self):
         for node in (self.a, self.b):
             node.standin("stop")
+        self.close_masters()
+        self.meter.__exit__(None, None, None)
         self.sshd.stop()
 
     def connections(self):
@@ -112,11 +154,29 @@ class Bench:
         first = (rows[0][0], proxysql_db.mysql_native_hash(f"pw{seq}")) + tuple(rows[0][2:])
         proxysql_db.save_table(self.a.live_db, "mysql_users", [first] + rows[1:])
 
-    def classic_backup(self):
+    def until_loaded(self, began, wall_ms):
+        """ms from ``began`` (epoch) until B's stand-in had loaded its database (its own
+        timestamp: its start returns before it loads, as ProxySQL's does), or ``wall_ms`` when
+        the call returned later than that."""
+        path = self.b.datadir / "standin-loaded.json"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                loaded = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                loaded = None
+            if loaded and loaded["started"] >= began:
+                return max(wall_ms, (loaded["started"] - began) * 1000)
+            time.sleep(0.005)
+        raise RuntimeError(f"B's stand-in did not load its database within 30 s ({path})")
+
+    def classic_backup(self, warm=False):
+        """The classic cron job once; ``warm``: its scp over a multiplexed connection, with the
+        ControlMaster options ours uses."""
         user, _ = current_user_and_group()
         argv = [str(CLASSIC / "backup.sh"), str(self.a.live_db), str(self.classic_out),
                 str(self.classic_key), str(self.known_hosts), str(self.sshd.port), user,
-                "127.0.0.1", str(self.classic_inbox)]
+                "127.0.0.1", str(self.classic_inbox)] + ([str(self.classic_mux)] if warm else [])
         subprocess.run(argv, check=True, capture_output=True, timeout=120)
 
     def classic_restore(self):
@@ -169,23 +229,49 @@ def idle_tick(bench, runs):
     }
 
 
-# ---- 2. a saved change: backup + verify + ship ---------------------------------------------
+# ---- 2. a saved change: backup + verify + ship -----------------------------------------------
+
+
+CONNECTIONS = ("cold", "warm")  # a new SSH connection (no multiplex master alive), or over one
 
 
 def changed(bench, size, runs):
+    """
+    A saved change shipped, ours and classic, over a cold and over a warm connection. Ours is
+    timed twice per run: from the save (the settle window included: the headline, save to a
+    valid copy on the peer) and, after another change, once the window has passed (the work).
+    CPU counts every process started, the multiplex master included (see bench.cpu).
+    """
     bench.build(size)
     ship = bench.module(bench.a, "127.0.0.1")["proxysql_ha.ship"]
-    ours, classic, waited = [], [], []
-    for seq in range(runs):
-        bench.change(seq)
-        wall, _, _ = measure(ship)  # includes the settle window after the save
-        waited.append(wall)
-        bench.change(seq + 1000)
-        time.sleep(bench.settle)  # the window passes: what is left is the work
-        ours.append(measure(ship)[:2])
-        classic.append(measure(bench.classic_backup)[:2])
-    return _compare(ours, classic) | {"ours_with_settle_ms": stats.median(waited),
-                                      "size_mb": bench.a.live_db.stat().st_size / 1e6}
+    rows = {}
+    for connection in CONNECTIONS:
+        cold = connection == "cold"
+        ours, classic, waited = [], [], []
+        if not cold:  # the master the warm runs go over, opened outside the measurement
+            bench.change(-1)
+            ship()
+            bench.classic_backup(warm=True)
+        for seq in range(runs):
+            bench.change(seq)
+            if cold:
+                bench.close_masters()
+            waited.append(bench.measure(ship))  # from the save: the settle window included
+            bench.change(seq + 1000)
+            time.sleep(bench.settle)  # the window passes: what is left is the work
+            if cold:
+                bench.close_masters()
+            ours.append(bench.measure(ship))
+            if cold:
+                bench.close_masters()
+            classic.append(bench.measure(lambda: bench.classic_backup(warm=not cold)))
+        bench.close_masters()
+        rows[connection] = _compare(ours, classic) | {
+            "ours_from_save_ms": stats.median([s[0] for s in waited]),
+            "ours_from_save_cpu_ms": stats.median([s[1] for s in waited]),
+        }
+    return {"size_mb": bench.a.live_db.stat().st_size / 1e6, "settle_s": bench.settle,
+            "cpu_method": bench.meter.method, "connections": rows}
 
 
 def _compare(ours, classic):
@@ -216,11 +302,14 @@ def restore(bench, size, runs):
         # process finds both names taken and fails.
         for aside in bench.b.datadir.glob("proxysql.db.pre-restore-*"):
             aside.unlink()
-        wall, cpu, report = measure(restore_b)
-        ours.append((wall, cpu))
+        began = time.time()
+        wall, cpu_ms, report = measure(restore_b)
+        ours.append((bench.until_loaded(began, wall), cpu_ms))
         install.append(report["steps_ms"]["install"])
         bench.b.standin("stop")
-        classic.append(measure(bench.classic_restore)[:2])
+        began = time.time()
+        wall, cpu_ms, _ = measure(bench.classic_restore)
+        classic.append((bench.until_loaded(began, wall), cpu_ms))
     return _compare(ours, classic) | {"ours_install_ms": stats.median(install)}
 
 

@@ -25,8 +25,13 @@ def render(results, command, machine, date, quick):
         "without any validation. Both sides run in the same run on the same data and the same sshd.",
         "",
     ]
+    parts += ["## Summary", "", "The README's \"Measured\" table, written from this run by the same "
+              "code (`bench/report.py`); the sections below hold the details.", "",
+              README_BEGIN, readme_table(results), README_END, ""]
     parts += _local(results["local"])
     parts += _lab(results["lab"])
+    if results.get("seconds") is not None:
+        parts += [f"This run took {results['seconds'] / 60:.1f} min.", ""]
     return "\n".join(parts) + "\n"
 
 
@@ -37,8 +42,15 @@ def _skipped(title, section):
 def _local(local):
     if "skipped" in local:
         return _skipped("On one machine (1-4)", local)
-    idle = local["idle"]
-    out = [
+    out = []
+    for name, (title, renderer) in LOCAL_RENDERERS.items():
+        part = local[name]
+        out += _skipped(title, part) if "skipped" in part else renderer(part)
+    return out
+
+
+def _idle(idle):
+    return [
         "## 1. Idle shipping tick (configuration unchanged)",
         "",
         f"Target: {TARGETS['idle']}.",
@@ -54,38 +66,86 @@ def _local(local):
         "why a saved change is noticed by the engine's `stat()` every 0.25 s, and the ship job "
         "itself runs every 10 s only as a safety net.",
         "",
+    ]
+
+
+def _restore(restore):
+    rows = [[size, fmt(row["ours_wall_ms"], "ms"), fmt(row["ours_install_ms"], "ms"),
+             fmt(row["classic_wall_ms"], "ms"), fmt(row["wall_ratio"])]
+            for size, row in restore.items()]
+    return ["## 3. Restore: full validation vs the classic unvalidated copy", "",
+            f"Target: {TARGETS['restore']}. Both are timed until ProxySQL (the stand-in, whose "
+            "start returns before it loads the database, as ProxySQL's does) has loaded the "
+            "restored database (by its own timestamp) and the recipe's call has returned, "
+            "whichever comes later.", "",
+            table(["database", "ours (choose, verify, install, start)", "of which install",
+                   "classic (copy, chown, start)", "wall ratio"], rows), ""]
+
+
+def _growth(growth):
+    rows = [[f"{row['users']:,} / {row['rules']:,}", f"{row['size_mb']:.1f} MB",
+             *[f"{fmt(row[op][0], 'ms')}, +{row[op][1]:.1f} MB" for op in ("backup", "verify", "restore")]]
+            for row in growth]
+    return ["## 4. Cost as the work grows", "",
+            "Each operation in a fresh process: time, and peak memory (RSS) above the same "
+            "process doing nothing (Python with Salt's exceptions imported, about 110 MB).", "",
+            table(["users / rules", "size", "backup", "verify", "restore copy"], rows), ""]
+
+
+CONNECTION = {"cold": "cold (new connection)", "warm": "warm (multiplexed)"}
+
+
+def _changed(changed):
+    """Section 2: a saved change shipped, cold and warm, ours against the classic cron job."""
+    first = next(iter(changed.values()))
+    settle = f"{first['settle_s']:g} s"
+    rows = []
+    for size, entry in changed.items():
+        for connection, row in entry["connections"].items():
+            rows.append([f"{size} ({entry['size_mb']:.1f} MB)", CONNECTION[connection],
+                         fmt(row["ours_from_save_ms"], "ms"), fmt(row["ours_wall_ms"], "ms"),
+                         fmt(row["ours_cpu_ms"], "ms"), fmt(row["classic_wall_ms"], "ms"),
+                         fmt(row["classic_cpu_ms"], "ms"), fmt(row["wall_ratio"])])
+    return [
         "## 2. A saved change: backup + verify + ship",
         "",
         f"Target: {TARGETS['changed']}, while doing the checks it skips (settle window, "
         "change detection, integrity_check, schema fingerprint, manifest, sha256 on arrival).",
         "",
+        table(["database", "connection", f"ours: save → valid copy on the peer (settle {settle} "
+               "included)", "ours: the work, after the settle", "ours CPU (the work)",
+               "classic: save → copy on the peer", "classic CPU", "work ratio (ours / classic)"],
+              rows),
+        "",
+        f"The headline is the third column: from the save to a copy on the peer that its receive "
+        f"command has checked (sha256) and kept, with the settle window of {settle} (the default: "
+        "no write for that long, so a half-saved database is never copied) inside it. The "
+        "classic cron job has no window and no checks: its column is the same span, save to copy. "
+        "\"The work\" starts once the window has passed. Cold: no SSH multiplex master alive "
+        "(ended with `ssh -O exit` before each run), so each side pays a key exchange; warm: over "
+        "a master opened before the runs, ours with its own `ControlMaster=auto`, "
+        "`ControlPersist=60`, the classic `scp` given the same options. In use, ours ships warm "
+        "when changes come less than 60 s apart; a cron job a minute apart meets a master that "
+        "is about to expire.",
+        "",
+        f"CPU: {first['cpu_method']}; the sending side only, for both recipes (the peer's sshd "
+        "and receive command are left out of both), the multiplex master's work included.",
+        "",
     ]
-    rows = []
-    for size, row in local["changed"].items():
-        rows.append([f"{size} ({row['size_mb']:.1f} MB)", fmt(row["ours_wall_ms"], "ms"),
-                     fmt(row["ours_cpu_ms"], "ms"), fmt(row["classic_wall_ms"], "ms"),
-                     fmt(row["classic_cpu_ms"], "ms"), fmt(row["wall_ratio"]),
-                     fmt(row["ours_with_settle_ms"], "ms")])
-    out += [table(["database", "ours wall", "ours CPU", "classic wall", "classic CPU",
-                   "wall ratio", "ours right after the save"], rows), "",
-            "\"Ours right after the save\" includes the settle window (0.5 s without a write, so a "
-            "half-saved database is never copied); the other columns start once it has passed.", ""]
-    out += ["## 3. Restore: full validation vs the classic unvalidated copy", "",
-            f"Target: {TARGETS['restore']}. Both include starting ProxySQL (the stand-in).", ""]
-    rows = [[size, fmt(row["ours_wall_ms"], "ms"), fmt(row["ours_install_ms"], "ms"),
-             fmt(row["classic_wall_ms"], "ms"), fmt(row["wall_ratio"])]
-            for size, row in local["restore"].items()]
-    out += [table(["database", "ours (choose, verify, install, start)", "of which install",
-                   "classic (copy, chown, start)", "wall ratio"], rows), ""]
-    out += ["## 4. Cost as the work grows", "",
-            "Each operation in a fresh process: time, and peak memory (RSS) above the same "
-            "process doing nothing (Python with Salt's exceptions imported, about 110 MB).", ""]
-    rows = [[f"{row['users']:,} / {row['rules']:,}", f"{row['size_mb']:.1f} MB",
-             *[f"{fmt(row[op][0], 'ms')}, +{row[op][1]:.1f} MB" for op in ("backup", "verify", "restore")]]
-            for row in local["growth"]]
-    out += [table(["users / rules", "size", "backup", "verify", "restore copy"], rows), ""]
-    out += _inspection(local.get("inspection"))
-    return out
+
+
+LOCAL_RENDERERS = {
+    "idle": ("1. Idle shipping tick", _idle),
+    "changed": ("2. A saved change", _changed),
+    "restore": ("3. Restore", _restore),
+    "growth": ("4. Cost as the work grows", _growth),
+    "inspection": ("4b. Inspection of candidates", _inspection_part),
+}
+
+
+def _inspection_part(row):
+    """Section 4b: the inspection rows, titled."""
+    return ["## 4b. Inspection of candidates", ""] + _inspection(row)
 
 
 def _inspection(row):
@@ -118,11 +178,11 @@ def _lab(lab):
     if lab.get("notes"):
         out += lab["notes"] + [""]
     if "idle" in lab:
-        out += _idle(lab["idle"])
+        out += _idle_cost(lab["idle"])
     return out
 
 
-def _idle(idle):
+def _idle_cost(idle):
     """The idle cost of each node above a bare salt-minion (one cgroup per minion)."""
     if "skipped" in idle:
         return _skipped("Idle cost per node in the two-host lab", idle)
@@ -136,3 +196,72 @@ def _idle(idle):
             f"{idle['seconds']:g} s of nothing changing), in % of one core. Target: at most "
             f"{target:g} % above a bare minion.", "",
             table(["", "CPU", "above the bare minion", "within target"], rows), ""]
+
+
+# ---- the README's "Measured" table: written from the same results, between markers -----------
+
+README_BEGIN = "<!-- bench:readme-table begin (written by `make bench`: bench/report.py) -->"
+README_END = "<!-- bench:readme-table end -->"
+
+
+def _ms(value):
+    return "–" if value is None else f"{value:,.0f} ms"
+
+
+def readme_table(results):
+    """The README's summary table of this run, the same numbers as docs/BENCHMARKS.md."""
+    local, lab = results["local"], results["lab"]
+    rows = []
+    idle = local.get("idle", {})
+    if "ship_cpu_ms" in idle:
+        rows.append(["idle ship tick (nothing changed)",
+                     f"{fmt(idle['ship_cpu_ms'], 'ms')} CPU, {idle['ssh_connections']} connections",
+                     "–", TARGETS["idle"]])
+    changed = local.get("changed", {}).get("large") or local.get("changed", {}).get("small")
+    if changed and "connections" in changed:
+        size = f"{changed['size_mb']:.1f} MB db"
+        for connection in ("cold", "warm"):
+            row = changed["connections"][connection]
+            rows.append([f"a saved change → valid copy on the peer, {size}, {connection} SSH "
+                         f"(ours incl. the {changed['settle_s']:g} s settle window)",
+                         _ms(row["ours_from_save_ms"]) + f" ({_ms(row['ours_wall_ms'])} after "
+                         "the window)", _ms(row["classic_wall_ms"]) + " (no checks)",
+                         TARGETS["changed"] + " (the work)"])
+    restore = local.get("restore", {}).get("large") or local.get("restore", {}).get("small")
+    if restore and "ours_wall_ms" in restore:
+        rows.append(["restore with full validation (incl. ProxySQL's start)",
+                     _ms(restore["ours_wall_ms"]), _ms(restore["classic_wall_ms"]) + " (no checks)",
+                     TARGETS["restore"]])
+    keyed = lab.get("keyed", {})
+    failover, rpo = keyed.get("failover", {}), keyed.get("rpo", {})
+    for key, label, target in (
+            ("race", "failover p95, as set up (Salt master up: its reactor and the minion's "
+                     "reconcile job race)", "failover_up"),
+            ("reactor", "failover p95, the master's reactor alone", "failover_up"),
+            ("down", "failover p95, Salt master down (the minion's reconcile job)", "failover_down")):
+        if key in failover:
+            classic = failover.get("classic") if key == "race" else None
+            rows.append([label, _ms(failover[key]["p95_ms"]),
+                         _ms(classic["p95_ms"]) + " (no checks)" if classic else "–",
+                         TARGETS[target]])
+    if "ours" in rpo:
+        rows.append([f"RPO p95 in the lab (settle {lab.get('settle_s', 0):g} s), saved change → "
+                     "valid copy on the peer", _ms(rpo["ours"]["p95_ms"]),
+                     "up to 60 s + transfer", TARGETS["rpo"]])
+    return table(["what", "proxysql-ha", "classic recipe", "target"], rows)
+
+
+def with_readme_table(readme, table_text):
+    """``readme`` with the text between its markers replaced by ``table_text``."""
+    if README_BEGIN not in readme or README_END not in readme:
+        raise SystemExit(f"bench: the README has no {README_BEGIN!r} ... {README_END!r} markers")
+    head, rest = readme.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    return f"{head}{README_BEGIN}\n{table_text}\n{README_END}{tail}"
+
+
+def readme_block(text):
+    """The table between the markers of ``text`` (the README or docs/BENCHMARKS.md), or None."""
+    if README_BEGIN not in text or README_END not in text:
+        return None
+    return text.split(README_BEGIN, 1)[1].split(README_END, 1)[0].strip()

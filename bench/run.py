@@ -3,10 +3,17 @@
 write ``docs/BENCHMARKS.md``.
 
     python -m bench.run [--quick] [--out docs/BENCHMARKS.md] [--no-lab]
+                        [--parts idle,changed,...] [--readme README.md]
 
 ``--quick`` (used by the test suite so the bench cannot rot) runs every part
 once on small data. The two-host lab parts need root and network namespaces;
-without them their rows say why they were skipped.
+without them their rows say why they were skipped. ``--parts`` runs only some
+parts (``make bench PARTS=changed,lab``); the others' sections say they were
+not run. ``--readme`` rewrites the README's table between its marker comments
+with this run's numbers (``make bench`` does, except with QUICK or PARTS).
+
+A part is a function here (``LOCAL_PARTS`` or the lab) and a renderer in
+``bench.report``: a new row goes into one of them, a new part into both.
 """
 
 import argparse
@@ -15,6 +22,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,24 +39,50 @@ def schema_file():
     return path
 
 
-def run_local(quick):
+LOCAL_PARTS = {  # name: (bench, quick) -> result
+    "idle": lambda bench, quick: local.idle_tick(bench, 3 if quick else 20),
+    "changed": lambda bench, quick: {size: local.changed(bench, size, _runs(quick))
+                                     for size in _sizes(quick)},
+    "restore": lambda bench, quick: {size: local.restore(bench, size, _runs(quick))
+                                     for size in _sizes(quick)},
+    "growth": lambda bench, quick: local.growth(bench, (1000,) if quick else (1000, 10_000, 100_000)),
+    "inspection": lambda bench, quick: local.inspection(bench, 1000 if quick else 100_000),
+}
+PARTS = (*LOCAL_PARTS, "lab")
+
+
+def _runs(quick):
+    return 1 if quick else 7
+
+
+def _sizes(quick):
+    return ("small",) if quick else ("small", "large")
+
+
+def run_local(quick, parts=PARTS):
+    wanted = [name for name in LOCAL_PARTS if name in parts]
+    if not wanted:
+        return {name: {"skipped": "not in --parts"} for name in LOCAL_PARTS}
     why = sshd.missing()
     if why:
         return {"skipped": why}
-    runs = 1 if quick else 7
-    sizes = ("small",) if quick else ("small", "large")
+    results = {name: {"skipped": "not in --parts"} for name in LOCAL_PARTS if name not in parts}
     with tempfile.TemporaryDirectory(prefix="proxysql-ha-bench-") as root:
         bench = local.Bench(root, schema_file())
         try:
-            return {
-                "idle": local.idle_tick(bench, 3 if quick else 20),
-                "changed": {size: local.changed(bench, size, runs) for size in sizes},
-                "restore": {size: local.restore(bench, size, runs) for size in sizes},
-                "growth": local.growth(bench, (1000,) if quick else (1000, 10_000, 100_000)),
-                "inspection": local.inspection(bench, 1000 if quick else 100_000),
-            }
+            for name in wanted:
+                results[name] = LOCAL_PARTS[name](bench, quick)
         finally:
             bench.close()
+    return results
+
+
+def parts_list(text):
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown or not parts:
+        raise argparse.ArgumentTypeError(f"unknown part(s) {unknown or text!r}: choose from {', '.join(PARTS)}")
+    return parts
 
 
 def run_lab(quick, enabled):
@@ -66,12 +100,19 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="one run of each part, small data")
     parser.add_argument("--out", default=str(REPO / "docs" / "BENCHMARKS.md"))
     parser.add_argument("--no-lab", action="store_true", help="skip the two-host lab parts")
+    parser.add_argument("--parts", type=parts_list, default=list(PARTS),
+                        help=f"comma-separated parts to run (default all: {','.join(PARTS)})")
+    parser.add_argument("--readme", help="rewrite the table between the markers of this README")
     args = parser.parse_args(argv)
-    results = {
-        "local": run_local(args.quick),
-        "lab": run_lab(args.quick, not args.no_lab),
+    began = time.monotonic()
+    results = {  # the lab first: a lab that fails, fails early
+        "lab": run_lab(args.quick, not args.no_lab) if "lab" in args.parts
+        else {"skipped": "not in --parts"},
     }
-    command = "make bench" + (" QUICK=1" if args.quick else "")
+    results["local"] = run_local(args.quick, args.parts)
+    results["seconds"] = time.monotonic() - began
+    command = "make bench" + (" QUICK=1" if args.quick else "") + (
+        f" PARTS={','.join(args.parts)}" if set(args.parts) != set(PARTS) else "")
     machine = f"{platform.node()}: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}"
     text = report.render(results, command=command, machine=machine,
                          date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -79,6 +120,10 @@ def main(argv=None):
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
+    if args.readme:
+        readme = Path(args.readme)
+        readme.write_text(report.with_readme_table(readme.read_text(encoding="utf-8"),
+                                                   report.readme_table(results)), encoding="utf-8")
     print(text)
     return results
 

@@ -26,7 +26,7 @@ HANG = 600  # seconds: only catches a hang (the quick bench takes about a minute
 NUMBER = re.compile(r"\d[\d,]*(\.\d+)? (ms|µs|MB)")
 LOCAL = ("1. Idle shipping tick", "2. A saved change", "3. Restore", "4. Cost as the work grows")
 LAB = ("5. Failover time", "6. RPO")
-LAB_ROWS = {"5. Failover time": ("master up", "master down", "classic recipe"),
+LAB_ROWS = {"5. Failover time": ("as set up", "reactor alone", "master down", "classic recipe"),
             "6. RPO": ("proxysql-ha", "cron every 60 s", "transfer alone")}
 
 
@@ -117,4 +117,20 @@ def test_quick_bench_profiles_the_failover_in_the_lab(sections):
     body = section(sections, "6. RPO")
     assert "Where the failover time goes" in body
     steps = first_table(body.split("Where the failover time goes", 1)[1])
-    assert steps and all(NUMBER.fullmatch(cell) for row in steps for cell in row[1:]), steps
+    assert steps, body
+    for row in steps:  # a step a path does not take (the reactor's, on the minion's path) is "–"
+        assert all(NUMBER.fullmatch(cell) or cell == "–" for cell in row[1:]), row
+        assert any(NUMBER.fullmatch(cell) for cell in row[1:]), row
+    total = [row for row in steps if row[0].startswith("total")]
+    assert total and all(NUMBER.fullmatch(cell) for cell in total[0][1:]), total
+
+
+def test_quick_bench_counts_which_path_restored_in_each_failover_row(sections):
+    if lab_unavailable():
+        pytest.skip(f"the two-host lab cannot run here: {lab_unavailable()}")
+    body = section(sections, "6. RPO")
+    alone = re.search(r"the reactor's promote did the restore in (\d+) of (\d+)\. This is", body)
+    down = re.search(r"the reactor restored in (\d+) of (\d+), as it must", body)
+    assert alone and down, body
+    assert alone.group(1) == alone.group(2), "with the minion's path held back the reactor restores"
+    assert down.group(1) == "0", "with the Salt master down no reactor can restore"

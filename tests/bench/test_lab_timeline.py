@@ -1,0 +1,80 @@
+"""
+How the lab bench reads one failover from what the lab recorded (pure: made-up events, no lab):
+which path restored, and the steps of each path.
+"""
+
+from bench import lab_bench
+
+UP = 1000.0  # epoch of the up-script
+
+
+class FakeHost:
+    minion_id = "node-b"
+
+    def __init__(self, events):
+        self._events = events
+
+    def events(self, tag=""):
+        return [e for e in self._events if e["tag"].startswith(tag)]
+
+    def transitions(self):
+        return [(UP, "up")]
+
+
+def event(t, tag, **data):
+    return {"t": UP + t, "tag": tag, "data": data}
+
+
+def report(ms=300.0):
+    return {"ms": ms, "start_ms": 100.0,
+            "restore": {"restored": True, "ms": 20.0, "steps_ms": {"install": 18.0}}}
+
+
+def minion_events(extra=()):
+    return [
+        event(0.05, "proxysql_ha/carp/MASTER", timestamp=UP + 0.04, state="MASTER"),
+        event(0.06, "manage_schedule", func="run_job", name=lab_bench.RECONCILE_JOB),
+        event(0.20, "manage_schedule", func="list"),   # the plan
+        event(0.45, "manage_schedule", func="list"),   # the schedule step, after the start
+        *extra,
+    ]
+
+
+def reactor_events(restored_by_reactor):
+    ret = {"restored": True} if restored_by_reactor else {}
+    return [
+        event(0.08, "proxysql_ha/carp/MASTER", id="node-b", data={"state": "MASTER"}),
+        event(0.10, "salt/job/1/new", fun=lab_bench.PROMOTE, minions=["node-b"]),
+        event(0.60, "salt/job/1/ret/node-b", fun=lab_bench.PROMOTE, id="node-b",
+              **{"return": {"acted": True, "restore": ret} if ret else {"acted": False}}),
+    ]
+
+
+def test_a_failover_the_reconcile_job_restored_is_read_as_the_minions_path():
+    host = FakeHost(minion_events())
+    promoted = event(0.50, "proxysql_ha/promoted", **report())  # began at +0.2 s
+    row = lab_bench.timeline(host, UP - 1, promoted, {"started": UP + 0.40},
+                             reactor_events(restored_by_reactor=False))
+    assert row["by"] == "minion"
+    assert round(row["hook"]) == 40 and round(row["relay"]) == 20
+    assert round(row["dispatch"]) == 140 and row["reactor"] is None
+    assert round(row["total"]) == 400 and round(row["promote"]) == 200
+    assert round(row["published"]) == 100  # the reactor's job, which lost the race
+    assert round(row["schedule"]) == 50 and round(row["plan"]) == 300 - 20 - 100 - 50
+
+
+def test_a_failover_the_reactors_promote_restored_is_read_as_the_reactors_path():
+    host = FakeHost(minion_events())
+    promoted = event(0.50, "proxysql_ha/promoted", **report())
+    row = lab_bench.timeline(host, UP - 1, promoted, {"started": UP + 0.40},
+                             reactor_events(restored_by_reactor=True))
+    assert row["by"] == "reactor"
+    assert round(row["relay"]) == 40  # hook (+0.04) to the event on the master's bus (+0.08)
+    assert round(row["reactor"]) == 20  # to the job's publication (+0.10)
+    assert round(row["dispatch"]) == 100  # to promote's start (+0.20)
+
+
+def test_without_the_schedule_steps_list_the_plan_keeps_the_whole_rest():
+    host = FakeHost([e for e in minion_events() if e["data"].get("func") != "list"])
+    split = lab_bench.split_plan(host, UP + 0.2, report())
+    assert split == {"plan": 300.0 - 20 - 100, "schedule": None}

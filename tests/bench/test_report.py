@@ -1,0 +1,74 @@
+"""
+The bench's report is pure: rendered here from made-up results (no timing is asserted), and the
+README's "Measured" table is checked against docs/BENCHMARKS.md, which `make bench` writes from
+the same run, so the two cannot drift apart.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from bench import report, run
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _row(ms):
+    return {"ours_wall_ms": ms, "ours_cpu_ms": ms / 2, "classic_wall_ms": ms * 2,
+            "classic_cpu_ms": ms, "wall_ratio": 0.5, "ours_from_save_ms": ms + 500,
+            "ours_from_save_cpu_ms": ms / 2}
+
+
+RESULTS = {
+    "local": {
+        "idle": {"ship_cpu_ms": 0.5, "ship_wall_ms": 0.6, "ssh_connections": 0, "runs": 3,
+                 "engine_tick_cpu_us": 20.0},
+        "changed": {"large": {"size_mb": 13.5, "settle_s": 0.5, "cpu_method": "a cgroup",
+                              "connections": {"cold": _row(400.0), "warm": _row(150.0)}}},
+        "restore": {"large": {"ours_wall_ms": 420.0, "ours_install_ms": 110.0,
+                              "classic_wall_ms": 80.0, "wall_ratio": 5.25}},
+        "growth": {"skipped": "not in --parts"},
+    },
+    "lab": {"skipped": "not in --parts"},
+}
+
+
+def render(results=RESULTS):
+    return report.render(results, command="make bench", machine="m", date="d", quick=False)
+
+
+def test_the_summary_in_benchmarks_md_is_the_readme_table_of_the_same_results():
+    text = render()
+    block = report.readme_block(text)
+    assert block == report.readme_table(RESULTS)
+    assert "| a saved change → valid copy on the peer, 13.5 MB db, cold SSH (ours incl. the 0.5 s " \
+           "settle window) | 900 ms (400 ms after the window) | 800 ms (no checks) |" in block
+    assert "warm SSH" in block
+
+
+def test_the_readme_table_is_replaced_between_its_markers_and_nothing_else():
+    readme = f"intro\n{report.README_BEGIN}\nold table\n{report.README_END}\n\nafter\n"
+    new = report.with_readme_table(readme, "| new |")
+    assert new == f"intro\n{report.README_BEGIN}\n| new |\n{report.README_END}\n\nafter\n"
+    with pytest.raises(SystemExit, match="markers"):
+        report.with_readme_table("no markers here", "| new |")
+
+
+def test_a_part_not_run_says_so_and_the_others_still_render():
+    text = render()
+    assert "## 4. Cost as the work grows\n\nSkipped: not in --parts." in text
+    assert "## 3. Restore" in text and "420.0 ms" in text
+
+
+def test_unknown_parts_are_refused_by_name():
+    with pytest.raises(Exception, match="nope"):
+        run.parts_list("changed,nope")
+    assert run.parts_list("changed, lab") == ["changed", "lab"]
+
+
+def test_the_readme_carries_the_table_of_the_committed_benchmarks_md():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    benchmarks = (REPO / "docs" / "BENCHMARKS.md").read_text(encoding="utf-8")
+    assert report.readme_block(readme), "README.md has no bench table markers"
+    assert report.readme_block(readme) == report.readme_block(benchmarks), (
+        "README.md's Measured table differs from docs/BENCHMARKS.md: run `make bench`")
