@@ -26,6 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 MODULE = "_modules/proxysql_ha.py"
+CONTROL = "_utils/proxysql_ha_proxysql.py"
 GUARDS = "tests/functional/test_guards.py"
 FAST_SUITES = ("tests/unit", "tests/functional")
 
@@ -67,12 +68,12 @@ MUTATIONS = (
              "if master and stale:", "if False:",
              "check reports backup_stale",
              catch=(_g("test_check_reports_each_problem_kind_alone[backup_stale]"),)),
-    Mutation("no_wait_after_start", MODULE,
-             '_service(conf, "start")\n    _wait_for(conf, True)', '_service(conf, "start")',
+    Mutation("no_wait_after_start", CONTROL,
+             "    start_command()\n    wait_serving(status, address, timeout)", "    start_command()",
              "ProxySQL's start is waited for",
              catch=(_g("test_promote_returns_only_once_a_slow_start_is_up"),)),
-    Mutation("no_wait_after_stop", MODULE,
-             '_service(conf, "stop")\n    _wait_for(conf, False)', '_service(conf, "stop")',
+    Mutation("no_wait_after_stop", CONTROL,
+             "    stop_command()\n    wait_stopped(status, timeout)", "    stop_command()",
              "ProxySQL's stop is waited for",
              catch=(_g("test_demote_returns_only_once_a_slow_stop_is_down"),)),
     Mutation("no_lock", MODULE,
@@ -85,7 +86,7 @@ MUTATIONS = (
              "the choice of a backup tries the inbox before the outgoing dir",
              catch=(_g("test_take_over_prefers_the_inbox_to_its_own_outgoing_copies"),)),
     Mutation("split_brain_rule_ignored", MODULE,
-             'stepped_down=(_state(conf, ROLE_STATE) or {}).get("since"))',
+             'stepped_down=facts["recorded"].get("since"))',
              "stepped_down=None)",
              "copies the peer shipped since this node stepped down win over its own generations",
              catch=(_g("test_after_a_split_brain_the_peers_copies_win_over_higher_own_generations"),)),
@@ -94,7 +95,8 @@ MUTATIONS = (
              "check reports role_unreadable",
              catch=(_g("test_check_reports_each_problem_kind_alone[role_unreadable]"),)),
     Mutation("no_proxysql_unknown", MODULE,
-             'problems.append({"kind": "proxysql_unknown", "message": str(exc)})', "pass",
+             'report["proxysql_running"] = None\n        problems.append({"kind": "proxysql_unknown", "message": str(exc)})',
+             'report["proxysql_running"] = None',
              "check reports proxysql_unknown",
              catch=(_g("test_check_reports_each_problem_kind_alone[proxysql_unknown]"),)),
     Mutation("no_master_proxysql_down", MODULE,
@@ -135,9 +137,9 @@ MUTATIONS = (
              'if _u("proxysql_ha_store.parse_name")(base)[0] < live_generation:', "if False:",
              "a MASTER running the peer's newer configuration does not ship its own older copy",
              catch=(_g("test_a_master_never_ships_its_own_copy_older_than_the_peers_it_runs"),)),
-    Mutation("wait_without_deadline", MODULE,
-             'if time.monotonic() >= deadline:\n            state = "start"',
-             'if False:\n            state = "start"',
+    Mutation("wait_without_deadline", CONTROL,
+             "if clock() >= deadline:\n            where =",
+             "if False:\n            where =",
              "the wait for ProxySQL's start or stop gives up after service:timeout",
              catch=(_g("test_a_start_that_never_comes_up_is_a_bounded_error_and_the_next_promote_retries"),),
              timeout=120),
@@ -150,12 +152,12 @@ MUTATIONS = (
              "after a split brain, no own copy replaces the peer's invalid ones",
              catch=(_g("test_when_the_peers_copies_since_the_step_down_are_all_invalid_no_own_copy_is_restored"),)),
     Mutation("no_start_after_a_failed_restore", MODULE,
-             'report["started"] = _start(conf, running=False if restored else None)',
-             'report["started"] = _start(conf, running=False) if restored else False',
+             '_start(conf, running=False if restored else plan["running"],',
+             'restored and _start(conf, running=False,',
              "a take-over whose restore failed still starts ProxySQL on the current database",
              catch=(_g("test_a_take_over_whose_restore_fails_still_starts_proxysql_and_the_next_promote_retries"),)),
     Mutation("failed_promote_not_retried", MODULE,
-             'if not report["errors"]:  # a failed restore', "if True:  # a failed restore",
+             'if plan["takeover"] and up and not report.get("restore_failed"):', 'if plan["takeover"]:',
              "a promote that failed is tried again by the next one",
              catch=(_g("test_a_take_over_whose_restore_fails_still_starts_proxysql_and_the_next_promote_retries"),)),
 )

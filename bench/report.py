@@ -134,15 +134,6 @@ def _changed(changed):
     ]
 
 
-LOCAL_RENDERERS = {
-    "idle": ("1. Idle shipping tick", _idle),
-    "changed": ("2. A saved change", _changed),
-    "restore": ("3. Restore", _restore),
-    "growth": ("4. Cost as the work grows", _growth),
-    "inspection": ("4b. Inspection of candidates", _inspection_part),
-}
-
-
 def _inspection_part(row):
     """Section 4b: the inspection rows, titled."""
     return ["## 4b. Inspection of candidates", ""] + _inspection(row)
@@ -158,6 +149,15 @@ def _inspection(row):
             table(["candidates", "time", "peak memory above idle", "time per candidate"],
                   [["1", fmt(one[0], "ms"), f"+{one[1]:.1f} MB", fmt(one[0], "ms")],
                    ["10", fmt(ten[0], "ms"), f"+{ten[1]:.1f} MB", fmt(ten[0] / 10, "ms")]]), ""]
+
+
+LOCAL_RENDERERS = {
+    "idle": ("1. Idle shipping tick", _idle),
+    "changed": ("2. A saved change", _changed),
+    "restore": ("3. Restore", _restore),
+    "growth": ("4. Cost as the work grows", _growth),
+    "inspection": ("4b. Inspection of candidates", _inspection_part),
+}
 
 
 def _lab(lab):

@@ -8,7 +8,7 @@ from bench import lab_bench, report
 
 
 def test_the_idle_section_shows_each_node_above_the_bare_minion_against_the_target():
-    lines = report._idle({"seconds": 120.0, "bare_pct": 0.5, "nodes": {"a": 0.6, "b": 0.95},  # pylint: disable=protected-access
+    lines = report._idle_cost({"seconds": 120.0, "bare_pct": 0.5, "nodes": {"a": 0.6, "b": 0.95},  # pylint: disable=protected-access
                           "target_pct": 0.2})
     text = "\n".join(lines)
     assert "## Idle cost per node" in text
@@ -18,7 +18,7 @@ def test_the_idle_section_shows_each_node_above_the_bare_minion_against_the_targ
 
 
 def test_a_skipped_idle_measurement_says_why():
-    text = "\n".join(report._idle({"skipped": "no cgroup"}))  # pylint: disable=protected-access
+    text = "\n".join(report._idle_cost({"skipped": "no cgroup"}))  # pylint: disable=protected-access
     assert "Skipped: no cgroup." in text
 
 

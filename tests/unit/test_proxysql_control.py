@@ -204,7 +204,7 @@ def test_run_service_uses_the_commands_or_service_functions():
         return {"retcode": 3 if argv[1] == "status" else 1, "stderr": "boom"}
 
     assert control.run_service(conf, "status", run_all, lambda name: None) is False
-    with pytest.raises(CommandExecutionError, match=r"start command \['/bin/x', 'start'\] failed \(exit 1\): boom"):
+    with pytest.raises(CommandExecutionError, match=r"start command /bin/x start failed \(exit 1\): boom"):
         control.run_service(conf, "start", run_all, lambda name: None)
     assert seen == [(["/bin/x", "status"], 7), (["/bin/x", "start"], 7)]
     conf["commands"] = {"start": None, "stop": None, "status": None}
