@@ -175,8 +175,8 @@ def wait_serving(status, address, timeout, clock=time.monotonic, sleep=time.slee
     connect attempt at most ``CONNECT_TIMEOUT`` s. The error names the address.
     """
     deadline = clock() + timeout
-    why = "its process is not running"
     while True:
+        why = "its process is not running"  # what the last look saw, not the one before it
         if status():
             if address is None:
                 return

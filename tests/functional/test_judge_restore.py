@@ -50,7 +50,7 @@ def test_a_backup_of_an_older_proxysql_is_restored_and_started_without_losing_a_
     made = from_version(bad, version)
     live_uuid = pair.b.live_uuid()
 
-    report = pair.b.ha.restore()
+    report = pair.b.ha.restore(start=True)
 
     assert (report["restored"], report["chosen"]) == (True, bad.name), report["rejected"]
     assert loaded(pair.b)
@@ -107,7 +107,7 @@ def test_an_installed_copy_that_fails_its_check_leaves_the_live_db_and_the_next_
     assert verdict["valid"], verdict["reason"]
     pair.b.configure(stop_on_backup=False)
     pre = {p.name for p in pair.b.datadir.iterdir()}
-    report = pair.b.ha.restore()
+    report = pair.b.ha.restore(start=True)
 
     assert (report["restored"], report["chosen"]) == (True, older), report["rejected"]
     reasons = rejection(report, bad.name)
@@ -125,7 +125,7 @@ def test_a_wal_mode_backup_is_installed_with_the_rollback_journal_and_nothing_be
         assert conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
     resealed(bad, path)
 
-    report = pair.b.ha.restore()
+    report = pair.b.ha.restore(start=True)
 
     assert (report["restored"], report["chosen"]) == (True, bad.name), report["rejected"]
     assert pair.b.live_db.read_bytes()[18:20] == b"\x01\x01"
@@ -142,7 +142,7 @@ def test_a_name_with_an_impossible_date_stops_nothing(pair, tmp_path, shared_dir
 
     assert pair.b.ha.status()["newest_received"]["name"] == older
     assert pair.b.ha.purge()["incoming"]["kept_newest_valid"] == older
-    report = pair.b.ha.restore()
+    report = pair.b.ha.restore(start=True)
     assert (report["restored"], report["chosen"]) == (True, older)
     assert (pair.b.inbox_dir / f"{impossible}.db").exists()  # not ours to delete: not of our naming
     assert pair.b.running()
@@ -161,7 +161,7 @@ def test_generations_past_ten_digits_keep_shipping_and_restoring(pair):
     shipped = a.ha.ship()["name"]
 
     assert shipped.startswith("proxysql-ha-g10000000000-")
-    assert pair.b.ha.restore()["chosen"] == shipped
+    assert pair.b.ha.restore(start=True)["chosen"] == shipped
 
 
 def test_a_node_whose_proxysql_never_ran_says_so_and_the_pillar_fingerprint_lets_it_restore(pair):
@@ -176,7 +176,7 @@ def test_a_node_whose_proxysql_never_ran_says_so_and_the_pillar_fingerprint_lets
     assert "schema_unknown" in kinds
 
     pair.b.configure(schema_fingerprint=fingerprint)
-    assert pair.b.ha.restore()["chosen"] == shipped
+    assert pair.b.ha.restore(start=True)["chosen"] == shipped
     assert pair.b.running()
 
 
@@ -216,7 +216,7 @@ def test_a_damaged_facts_cache_costs_a_read_never_a_verdict(pair, garbage):
     if garbage == '{"x": "y"}':
         (pair.b.state_dir / "facts.json").write_text(json.dumps(stale))
 
-    report = pair.b.ha.restore()
+    report = pair.b.ha.restore(start=True)
 
     assert (report["restored"], report["chosen"]) == (True, shipped), report["rejected"]
     assert pair.b.running()

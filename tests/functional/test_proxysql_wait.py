@@ -28,7 +28,7 @@ def test_restore_returns_once_the_restored_configuration_is_loaded_and_served(pa
     slow(b, DELAY)
     began = time.monotonic()
 
-    report = b.ha.restore()
+    report = b.ha.restore(start=True)
 
     waited = time.monotonic() - began
     assert report["restored"] is True and report["started"] is True
@@ -61,7 +61,7 @@ def test_a_load_longer_than_service_timeout_fails_restore_naming_the_address(pai
     slow(b, 4.0, service={"timeout": 1})
 
     with pytest.raises(CommandExecutionError, match=rf"serving on {b.traffic} within 1 s") as failure:
-        b.ha.restore()
+        b.ha.restore(start=True)
 
     assert "does not accept connections" in str(failure.value)
     assert b.running()  # started, and left running
@@ -91,7 +91,7 @@ def test_a_proxysql_that_dies_after_its_pid_file_fails_the_wait_saying_so(pair):
                 service={"timeout": 2})
 
     with pytest.raises(CommandExecutionError, match="its process is not running"):
-        b.ha.restore()
+        b.ha.restore(start=True)
     assert not b.running()
 
 
