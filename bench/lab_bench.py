@@ -130,17 +130,6 @@ def users_in(path):
         return None
 
 
-def loaded_of(host):
-    """What ``host``'s stand-in reported it loaded, or None while there is no complete report:
-    its start replaces the report of the run before, so it can vanish between a look and a read
-    (``Host.loaded`` reads it after an ``exists()``)."""
-    path = host.node.datadir / "standin-loaded.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return None
-
-
 def run_in(namespace, argv):
     """Run ``argv`` inside ``namespace``; its stdout. RuntimeError when it fails."""
     out = subprocess.run(netns.exec_argv(namespace, argv), capture_output=True, text=True,
@@ -285,7 +274,7 @@ class Pair:
 
         def promoted():
             event = first(new.events("proxysql_ha/promoted"), asked, restored)
-            loaded = loaded_of(new)
+            loaded = new.loaded()
             return event and loaded and loaded["started"] > asked and (event, loaded)
 
         event, loaded = self.lab.wait_until(promoted, WAIT, f"{new.minion_id} to restore and start")
@@ -308,7 +297,7 @@ class Pair:
         asked = self.step_down(old)
 
         def started():
-            loaded = loaded_of(new)
+            loaded = new.loaded()
             return loaded and loaded["started"] > asked and loaded
 
         loaded = self.lab.wait_until(started, WAIT, f"{new.name}'s classic up-script to start it")

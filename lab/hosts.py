@@ -66,7 +66,8 @@ class Host:
         self.root = lab.dir / name
         # its own namespace: the stand-in listens on its db's mysql-interfaces (0.0.0.0:6033),
         # which the module finds with traffic_address auto, as on a real host
-        self.node = Node(self.minion_id, self.root, lab.schema, traffic_port=None)
+        self.schema = lab.schemas.get(name, lab.schema)  # this host's ProxySQL version
+        self.node = Node(self.minion_id, self.root, self.schema, traffic_port=None)
         self.spool_dir = self.node.state_dir / "carp"  # the engine relays the hook from here
         self.peer = None
         self.minion_config = self.root / "salt" / "etc" / "minion"
@@ -100,7 +101,7 @@ class Host:
         self.node.create()
         for path in (self.node.inbox_dir, self.root / "ssh", self.root / "ucarp"):
             path.mkdir(parents=True, mode=0o700)
-        proxysql_db.build_db(self.node.live_db, proxysql_db.read_schema(self.lab.schema),
+        proxysql_db.build_db(self.node.live_db, proxysql_db.read_schema(self.schema),
                              seed=ord(self.name), **database)
         self.public_key = sshd.generate_key(self.identity, f"proxysql-ha@{self.minion_id}")
         self.sshd = sshd.Sshd(self.root / "sshd", port=22, host=self.address,
@@ -294,7 +295,10 @@ class Host:
     def loaded(self):
         """What the stand-in reported it loaded at its last start (``standin-loaded.json``)."""
         path = self.node.datadir / "standin-loaded.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+        try:  # the stand-in replaces it at every start: read once, no look-then-read race
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return None
 
     def save_change(self, table="mysql_users", rows=None):
         """

@@ -13,6 +13,7 @@ import pytest
 from lab import netns
 from lab.hosts import generation, newest_after
 from lab.timeline import first, restored
+from tests.support.skips import skip_beyond_ci
 from tests.e2e.pair import (
     ARRIVAL_SECONDS,
     change_arrives,
@@ -107,7 +108,7 @@ def shaped_link(lab):
             break
         refused.append(f"{shaper[0]}: {out.stderr.strip()}")
     else:
-        pytest.skip(f"no rate-limiting qdisc in this kernel ({'; '.join(refused)})")
+        skip_beyond_ci(f"no rate-limiting qdisc in this kernel ({'; '.join(refused)})")
     yield shaper[0] + (f" ({'; '.join(refused)})" if refused else "")
     _tc(a, "qdisc", "del", "dev", a.iface, "root")
 

@@ -61,7 +61,7 @@ def users(node):
 
 def test_a_crash_before_the_install_restores_once_on_the_next_run(pair, shipped):
     a, b = pair.a, pair.b
-    undo = crash_in(b, "proxysql_ha_sqlite.copy_for_restore", before=lambda *_: True)
+    undo = crash_in(b, "proxysql_ha_sqlite.write_for_restore", before=lambda *_: True)
     with pytest.raises(Crash):
         b.ha.promote()
     undo()

@@ -303,8 +303,8 @@ def test_a_start_that_never_comes_up_is_a_bounded_error_and_the_next_promote_ret
     begin = time.monotonic()
     report = b.ha.promote()
 
-    assert time.monotonic() - begin < 30  # service:timeout is 1 s: the wait gave up
-    assert any("did not start within 1 s" in error for error in report["errors"]), report
+    assert time.monotonic() - begin < 30  # service:timeout 1 s (health:grace 5 s for a restart): the wait gave up
+    assert any("did not start" in error for error in report["errors"]), report
     assert not b.running()
     b.configure(commands=delayed(b, 0, "start"), service={"timeout": 15})
     again = b.ha.promote()

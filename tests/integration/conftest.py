@@ -249,6 +249,7 @@ def hook_conf(path, minion):
     Path(path).write_text(json.dumps({
         "vhid": VHID, "interface": "lo", "minion_config": minion.config["conf_file"],
         "reconcile_job": "proxysql_ha_reconcile", "prefix": 32, "ip_command": shutil.which("ip"),
+        "runtime_dir": str(Path(path).parent / "run"),  # this node's own single-sender lock
     }))
     return Path(path)
 

@@ -51,7 +51,8 @@ def write_conf(tmp_path, minion_config):
     def write(**changes):
         conf = {"vhid": 9, "interface": "lo", "minion_config": str(minion_config),
                 "reconcile_job": "proxysql_ha_reconcile", "prefix": 32,
-                "ip_command": shutil.which("true"), "child_timeout": 1}
+                "ip_command": shutil.which("true"), "child_timeout": 1,
+                "runtime_dir": str(tmp_path / "run")}  # this test's own single-sender lock
         conf.update(changes)
         path = tmp_path / "hook.json"
         path.write_text(json.dumps(conf))
