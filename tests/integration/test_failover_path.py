@@ -244,10 +244,12 @@ def test_flapping_ends_in_the_last_role_without_overlapping_operations(node):
     assert [out.returncode for out, _ in calls] == [0] * len(flaps)
     slowest = max(hook_ms for _, hook_ms in calls)
     assert slowest < HOOK_FAST
-    answered = node.returns(PROMOTE + DEMOTE, since, count=len(flaps))
+    # One detached sender at a time, the newest pending transition wins: a flood coalesces into
+    # fewer events (at least the last one), never more than one per call.
+    answered = node.returns(PROMOTE, since)
     print(f"\n{len(flaps)} hook calls in {flapped_ms} ms (slowest {slowest} ms); "
           f"{len(answered)} reactor jobs had answered {ms_since(begin)} ms after the first call")
-    assert len(answered) == len(flaps)
+    assert 1 <= len(node.returns(PROMOTE + DEMOTE, since)) <= len(flaps)
     assert wait_until(node.running, HANG)
     # Each transition re-reads the role under the lock: jobs that ran after the flapping ended
     # find the node in line and do nothing, so there may be few records or none at all.
