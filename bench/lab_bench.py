@@ -472,7 +472,8 @@ def lab_settings(lab):
     return {
         "settle": (pillar["settle"], defaults["settle"]),
         "advbase": ADVBASE, "advskew": dict(ADVSKEW),
-        "engine_interval": engine["interval"],
+        "engine_interval": engine.get("interval", pillar.get("schedule", {}).get(
+            "watch_interval", defaults["schedule"]["watch_interval"])),
         "ship_interval": defaults["schedule"]["ship_interval"],
         "reconcile_interval": defaults["schedule"]["reconcile_interval"],
         "connect_timeout": pillar["peer"]["connect_timeout"],

@@ -44,7 +44,7 @@ def _local(local):
         return _skipped("On one machine (1-4)", local)
     out = []
     for name, (title, renderer) in LOCAL_RENDERERS.items():
-        part = local[name]
+        part = local.get(name, {"skipped": "not measured in this run"})
         out += _skipped(title, part) if "skipped" in part else renderer(part)
     return out
 

@@ -250,6 +250,9 @@ def migrate(conn, statements, upgrades):
         if name not in current:
             continue
         stored = _stored_sql(conn, name)
+        if stored == current[name]:
+            continue  # this version's own layout: upgrades.json is 3.0.1's list, and an older
+            # ProxySQL (2.0.18's mysql_users is 3.0.1's V2_0_0) does not migrate what it serves
         for layout in layouts:
             if stored != layout["ddl"]:
                 continue

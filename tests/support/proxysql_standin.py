@@ -253,7 +253,10 @@ def load_database(datadir, statements, upgrades=None):
     conn = proxysql_db.connect(Path(datadir) / "proxysql.db")
     changes = proxysql_db.apply_startup_rule(conn, statements, upgrades)
     defaults = insert_default_variables(conn)
-    uuid, ignored = load_global_settings(conn)
+    # ProxySQL 2.0.x has no global_settings table and no Cluster uuid (2.0.18's table list lacks
+    # it; load_or_update_global_settings came later): a start on such a version keeps none.
+    has_settings = any(proxysql_db.table_name(s) == "global_settings" for s in statements)
+    uuid, ignored = load_global_settings(conn) if has_settings else (None, None)
     config = {}
     for statement in statements:
         name = proxysql_db.table_name(statement)

@@ -186,6 +186,16 @@ def test_a_2_0_18_db_started_with_3_0_1_keeps_its_users_and_rules(tmp_path, shar
     }
 
 
+def test_an_older_version_does_not_migrate_the_layout_it_serves(tmp_path, shared_dir, schema_sql):
+    # 3.0.1's upgrades.json lists 2.0.18's own mysql_users as an older layout: 2.0.18 keeps it
+    path = tmp_path / "proxysql.db"
+    proxysql_db.build_db(path, schema_sql("2.0.18"), users=5, rules=4)
+    before = proxysql_db.dump_config(path)
+    report = start_with(path, schema_sql("2.0.18"), upgrades(shared_dir))
+    assert report == {"migrated": [], "created": [], "recreated": []}
+    assert proxysql_db.dump_config(path) == before
+
+
 def test_without_migrations_a_changed_table_is_recreated_empty(tmp_path, schema_sql):
     path = tmp_path / "proxysql.db"
     proxysql_db.build_db(path, schema_sql("2.0.18"), users=5)
