@@ -24,12 +24,6 @@ STEP_DOWN_EVERY = 10  # seconds between two planned switchovers while settling
 # ---- when things happened ---------------------------------------------------------------
 
 
-
-
-
-
-
-
 def ms(seconds):
     return f"{seconds * 1000:.0f} ms"
 
