@@ -16,7 +16,6 @@ import time
 import pytest
 from salt.exceptions import SaltInvocationError
 
-from tests.support import proxysql_db
 
 
 class Candidate:

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 WRAPPER = """
 import subprocess, sys, time

@@ -102,7 +102,7 @@ def test_check_writes_the_metrics_file_when_configured(pair, tmp_path):
 
 
 def test_restore_on_a_master_in_office_is_refused_unless_forced(pair):
-    a, b = pair.a, pair.b
+    a = pair.a
     a.ha.ship()  # a valid backup of A's own
     a.ha.promote()  # A is MASTER in office
     live = a.live_db.read_bytes()

@@ -1,6 +1,5 @@
 """The ProxySQL stand-in daemon: its start/status/stop contract and ProxySQL's start-up rule."""
 
-import json
 import os
 import pwd
 import shutil
