@@ -43,7 +43,7 @@ from lab import salt as labsalt
 from lab.hosts import ADVBASE, generation, newest_after
 from lab.lab import ADVSKEW
 from lab.timeline import first, restored, stepped
-from tests.support import proxysql_standin, sshd
+from standin import proxysql_standin, sshd
 
 CLASSIC = Path(__file__).resolve().parent / "classic"
 ROUNDS = {True: (2, 3), False: (10, 20)}  # quick or not: (failovers per row, changes)
@@ -494,7 +494,7 @@ def settings_note(settings):
         f"{settings['ship_interval']} s and {settings['reconcile_interval']} s (the defaults), "
         f"peer connect timeout {settings['connect_timeout']} s, service timeout "
         f"{settings['service_timeout']} s; SSH multiplexing as shipped (ControlPersist 60 s). "
-        "ProxySQL is the test suite's stand-in (`tests/support/proxysql_standin.py`), not "
+        "ProxySQL is the test suite's stand-in (`standin/proxysql_standin.py`), not "
         f"ProxySQL: its start returns at the pid file and it loads the database "
         f"{settings['load_delay']:g} s later (its --load-delay), as ProxySQL's start returns "
         "before it loads; every clock here stops at the load.")

@@ -19,8 +19,8 @@ import salt.config
 import salt.loader
 
 from bench import cpu, stats
-from tests.support import proxysql_db, sshd
-from tests.support.node import Node, current_user_and_group
+from standin import proxysql_db, sshd
+from standin.node import Node, current_user_and_group
 
 REPO = Path(__file__).resolve().parent.parent
 CLASSIC = REPO / "bench" / "classic"

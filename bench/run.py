@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench import local, report  # noqa: E402  pylint: disable=wrong-import-position
-from tests.support import sshd  # noqa: E402  pylint: disable=wrong-import-position
+from standin import sshd# noqa: E402  pylint: disable=wrong-import-position
 
 
 def schema_file():

@@ -4,7 +4,7 @@
 
 The two-host lab (lab/): hosts A and B are network namespaces on a bridge, each running real
 ucarp (its up/down scripts are the project's hook), sshd (the peer's key may only run the
-receive command), a salt-minion, and a ProxySQL stand-in (tests/support; it is not ProxySQL).
+receive command), a salt-minion, and a ProxySQL stand-in (standin/; it is not ProxySQL).
 One salt-master with the project's reactor. Root is needed; nothing leaves the machine.
 
 The story: A is MASTER and ships; a change saved on A reaches B; A dies; B becomes MASTER,
@@ -28,7 +28,7 @@ from lab import Lab, LabUnavailable  # noqa: E402
 from lab.netns import require  # noqa: E402
 from lab.hosts import generation, newest_after  # noqa: E402
 from lab.timeline import first, restored, stepped  # noqa: E402
-from tests.support import proxysql_db  # noqa: E402
+from standin import proxysql_db# noqa: E402
 
 ARRIVAL_SECONDS = 30
 FAILOVER_SECONDS = 40
@@ -268,7 +268,7 @@ def main():
         sys.exit(f"demo: {exc}")
     began = time.monotonic()
     print("proxysql-ha two-host lab: real ucarp, sshd, salt-master and minions in network "
-          "namespaces;\nProxySQL is played by a stand-in (tests/support/proxysql_standin.py). "
+          "namespaces;\nProxySQL is played by a stand-in (standin/proxysql_standin.py). "
           "[ms] since the lab began.\n")
     try:
         with Lab(schema, keep_dir=bool(os.environ.get("PROXYSQL_HA_LAB_KEEP"))) as lab:

@@ -1,6 +1,6 @@
 """One host of the pair: a network namespace running ucarp, sshd, a salt-minion and ProxySQL.
 
-ProxySQL is the stand-in of ``tests/support/proxysql_standin.py`` (it is not ProxySQL), one
+ProxySQL is the stand-in of ``standin/proxysql_standin.py`` (it is not ProxySQL), one
 datadir per host. ucarp's up and down scripts are small wrappers that note the time and exec
 the project's hook (``proxysql_ha/files/proxysql-ha-event``) in its ucarp form; ucarp's
 environment names the host's ``hook.json``, whose ``minion_config`` is this host's minion.
@@ -23,8 +23,8 @@ from saltext.proxysql_ha.utils.proxysql_ha_store import parse_name
 
 from lab import events, netns
 from lab import salt as labsalt
-from tests.support import proxysql_db, sshd
-from tests.support.node import Node
+from standin import proxysql_db, sshd
+from standin.node import Node
 
 VHID = 9
 ADVBASE = 1

@@ -26,7 +26,7 @@ from pathlib import Path
 from lab import events, netns
 from lab import salt as labsalt
 from lab.hosts import Host
-from tests.support.checkout import clean_copy
+from standin.checkout import clean_copy
 
 MASTER_ADDRESS = "198.18.0.1"
 ADDRESSES = {"a": "198.18.0.11", "b": "198.18.0.12"}

@@ -1,7 +1,7 @@
 """Fixtures for the whole suite: the shared material that lies beside the repository.
 
 ``tests`` is a package (each test directory has an ``__init__.py``), so pytest puts the
-repository root on ``sys.path`` and test code imports helpers as ``tests.support.<module>``.
+repository root on ``sys.path``; test-only helpers are ``tests.support.<module>``, the stand-ins shared with the lab, demo and bench ``standin.<module>``.
 
 ProxySQL's DDL comes from ``<repo>/../shared/proxysql``; ``PROXYSQL_SCHEMA`` (a file of
 ``CREATE TABLE`` statements, e.g. ``sqlite3 /var/lib/proxysql/proxysql.db .schema``) replaces
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import proxysql_db
+from standin import proxysql_db
 from tests.support.skips import (  # noqa: F401  pylint: disable=unused-import
     pytest_make_collect_report,
     pytest_runtest_makereport,

@@ -17,7 +17,7 @@ import pytest
 
 from lab import LabUnavailable
 from lab.netns import require
-from tests.support import proxysql_db, sshd
+from standin import proxysql_db, sshd
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 

@@ -13,7 +13,7 @@ import time
 from lab.hosts import generation
 from lab.timeline import first, restored
 from saltext.proxysql_ha.utils.proxysql_ha_store import TMP_PREFIX, read_manifest, sha256_file
-from tests.support import proxysql_db
+from standin import proxysql_db
 
 ARRIVAL_SECONDS = 30  # a saved change to reach the peer's inbox
 TAKEOVER_SECONDS = 40  # a CARP transition to be carried out (restore, start or stop ProxySQL)

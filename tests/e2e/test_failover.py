@@ -16,7 +16,7 @@ from tests.e2e.pair import (
     switch_over,
     wait_takeover,
 )
-from tests.support import proxysql_db
+from standin import proxysql_db
 
 pytestmark = pytest.mark.e2e
 

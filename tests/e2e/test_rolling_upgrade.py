@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.e2e.pair import change_arrives, copy_path, wait_takeover
-from tests.support import proxysql_db
+from standin import proxysql_db
 
 pytestmark = pytest.mark.e2e
 

@@ -1,6 +1,6 @@
 """Two proxysql-ha nodes, A and B, on this machine, driven through Salt's real loader (no daemons).
 
-Each node has its own directories under the test's ``tmp_path`` (``tests.support.node``), its own
+Each node has its own directories under the test's ``tmp_path`` (``standin.node``), its own
 ProxySQL stand-in, and its own ``proxysql_ha`` pillar. A ships into B's inbox and B into A's.
 The role comes from the pillar's ``vip`` on ``lo``: ``127.0.0.1`` is there (MASTER),
 ``127.0.0.66`` is not (BACKUP). ``Pair.fail_over`` swaps the two.
@@ -20,8 +20,8 @@ import salt._logging
 import salt.config
 from saltfactories.utils.functional import Loaders
 
-from tests.support import proxysql_db
-from tests.support.node import Node
+from standin import proxysql_db
+from standin.node import Node
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MASTER_VIP = "127.0.0.1"  # on lo: the node is MASTER

@@ -19,8 +19,8 @@ from saltext.proxysql_ha.utils import proxysql_ha_layers as layers
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from tests.support import proxysql_db
-from tests.support.proxysql_admin import AdminServer
+from standin import proxysql_db
+from standin.proxysql_admin import AdminServer
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("mariadb") or shutil.which("mysql")),
@@ -248,7 +248,7 @@ def test_the_stand_in_runs_on_its_own_and_stops_on_sigterm(db_path, schema_file,
     port = free_port()
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.proxysql_admin", "--db", str(db_path),
+        [sys.executable, "-m", "standin.proxysql_admin", "--db", str(db_path),
          "--schema", str(schema_file), "--port", str(port)],
         cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )

@@ -8,7 +8,7 @@ import time
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from tests.support import proxysql_db
+from standin import proxysql_db
 
 STALE_TMP_AGE = 11 * 60  # older than the module's 10 minutes for an unfinished file
 BACKUP_TRIES = 8  # backups attempted while the save loop runs

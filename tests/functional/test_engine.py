@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from _engines import proxysql_ha as engine
-from tests.support import proxysql_db
+from standin import proxysql_db
 
 REPO = Path(__file__).resolve().parents[2]
 OPTS = {"id": "engine-test", "sock_dir": "/nonexistent"}

@@ -13,7 +13,7 @@ import pytest
 
 from _engines import proxysql_ha as engine
 from saltext.proxysql_ha.utils import proxysql_ha_config
-from tests.support import proxysql_db
+from standin import proxysql_db
 
 MASTER_VIP, BACKUP_VIP = "127.0.0.1", "127.0.0.66"  # on lo, and not
 SHIP, RECONCILE = "proxysql_ha_ship", "proxysql_ha_reconcile"

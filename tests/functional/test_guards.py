@@ -18,7 +18,7 @@ import pytest
 from salt.exceptions import CommandExecutionError
 
 from tests.functional.conftest import MASTER_VIP, HaNode
-from tests.support.node import current_user_and_group
+from standin.node import current_user_and_group
 
 DELAYED = Path(__file__).resolve().parent / "delayed_service.py"
 FLIP_VIP = "127.0.0.79"  # a VIP of this file's own on lo (the integration tests move 127.0.0.77)

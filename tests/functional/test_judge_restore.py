@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.functional.test_bad_inputs import Candidate, changed, rejection, resealed
-from tests.support import proxysql_db
+from standin import proxysql_db
 
 
 def users(path):

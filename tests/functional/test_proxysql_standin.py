@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import proxysql_db, proxysql_standin
+from standin import proxysql_db, proxysql_standin
 
-STANDIN = Path(__file__).resolve().parent.parent / "support" / "proxysql_standin.py"
+STANDIN = Path(__file__).resolve().parents[2] / "standin" / "proxysql_standin.py"
 
 
 class Standin:

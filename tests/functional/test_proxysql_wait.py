@@ -10,7 +10,7 @@ import time
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from tests.support import proxysql_standin
+from standin import proxysql_standin
 
 DELAY = 2.0  # the stand-in's load delay: well above what a start through the module takes
 

@@ -7,7 +7,7 @@ describes it. The dict goes into a minion configuration file (as a pillar would 
 the repository's ``_modules`` and ``_utils`` on that node.
 
 Roles come from ``role_source: vip`` on ``lo``: ``127.0.0.1`` makes a node MASTER, the absent
-``127.0.0.77`` makes it BACKUP. ProxySQL is the stand-in daemon of ``tests/support``.
+``127.0.0.77`` makes it BACKUP. ProxySQL is the stand-in daemon of ``standin/``.
 
 The daemon tests (``@pytest.mark.integration``) share, per module, a salt-master serving one
 clean copy of the repository (``checkout``) with the CARP reactor and the pillars of the
@@ -32,9 +32,9 @@ import yaml
 from saltfactories.utils import random_string
 from saltfactories.utils.functional import Loaders
 
-from tests.support import proxysql_db
-from tests.support.proxysql_standin import free_loopback_port
-from tests.support.checkout import clean_copy
+from standin import proxysql_db
+from standin.proxysql_standin import free_loopback_port
+from standin.checkout import clean_copy
 
 # Importing salt installs a handler that buffers every warning until exit and then writes it
 # to the stderr of import time, which is pytest's capture file, closed by then ("Logging
@@ -43,7 +43,7 @@ salt._logging.shutdown_temp_handler()
 
 REPO = Path(__file__).resolve().parents[2]
 RECEIVER = REPO / "proxysql_ha" / "files" / "proxysql-ha-receive"
-STANDIN = REPO / "tests" / "support" / "proxysql_standin.py"
+STANDIN = REPO / "standin" / "proxysql_standin.py"
 RECORDER = REPO / "tests" / "support" / "recorder.py"
 HOOK = REPO / "proxysql_ha" / "files" / "proxysql-ha-event"
 SALT_CALL = Path(sys.executable).with_name("salt-call")

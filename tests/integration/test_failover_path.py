@@ -37,8 +37,8 @@ from tests.integration.conftest import (
     wait_until,
     write_minion_config,
 )
-from tests.support import proxysql_db
-from tests.support.proxysql_standin import running_pid
+from standin import proxysql_db
+from standin.proxysql_standin import running_pid
 from tests.support.recorder import overlapping, read_log
 
 pytestmark = [pytest.mark.integration, NEEDS_ROOT]

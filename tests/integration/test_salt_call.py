@@ -20,7 +20,7 @@ from tests.integration.conftest import (
     stop_standin,
     write_minion_config,
 )
-from tests.support import proxysql_db
+from standin import proxysql_db
 
 
 def salt_call(confdir, function, *args):

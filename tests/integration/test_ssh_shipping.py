@@ -25,7 +25,7 @@ from tests.integration.conftest import (
     node_loaders,
     write_minion_config,
 )
-from tests.support import sshd
+from standin import sshd
 
 pytestmark = pytest.mark.skipif(sshd.missing() is not None, reason=str(sshd.missing()))
 

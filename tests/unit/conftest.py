@@ -12,7 +12,7 @@ import salt.config
 import salt.loader
 import salt.template
 
-from tests.support import proxysql_db
+from standin import proxysql_db
 
 REPO = Path(__file__).resolve().parents[2]
 UTILS_DIR = REPO / "_utils"

@@ -8,7 +8,7 @@ import json
 import proxysql_ha_judge as judge
 import pytest
 
-from tests.support import proxysql_db
+from standin import proxysql_db
 
 VERSIONS = ("2.0.18", "2.4.8", "2.5.5", "2.6.6", "2.7.2", "3.0.1")
 NAME = "proxysql-ha-g0000000007-20270115T080000000Z-node-a"

@@ -12,7 +12,7 @@ import proxysql_ha_sqlite as psql
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from tests.support import proxysql_db
+from standin import proxysql_db
 
 UUID_A = "11111111-2222-4333-8444-555555555555"
 UUID_B = "99999999-8888-4777-8666-555555555555"

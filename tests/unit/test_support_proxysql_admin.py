@@ -5,7 +5,7 @@ import re
 import pytest
 
 pytest.importorskip("mysql_mimic")
-from tests.support.proxysql_admin import checksum  # noqa: E402
+from standin.proxysql_admin import checksum  # noqa: E402
 
 
 def test_no_rows_is_0x00_as_proxysql_prints_a_zero_hash():

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.support import proxysql_db
+from standin import proxysql_db
 
 
 @pytest.fixture

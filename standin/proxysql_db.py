@@ -371,7 +371,7 @@ STARTUP_TABLES = ("global_settings", "global_variables")
 def startup_variables():
     """The ``global_variables`` rows ProxySQL's start inserts (the stand-in's ``DEFAULT_VARIABLES``)."""
     try:
-        from . import proxysql_standin  # imported as tests.support.proxysql_db
+        from . import proxysql_standin  # imported as standin.proxysql_db
     except ImportError:
         import proxysql_standin  # as a script, beside it
     return proxysql_standin.DEFAULT_VARIABLES

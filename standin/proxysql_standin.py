@@ -60,7 +60,7 @@ import uuid as uuidlib
 from pathlib import Path
 
 try:
-    from . import proxysql_db  # imported as tests.support.proxysql_standin
+    from . import proxysql_db  # imported as standin.proxysql_standin
 except ImportError:
     import proxysql_db  # run as a script: proxysql_db.py sits beside this file
 

@@ -9,7 +9,7 @@ Standard library only, and no pytest, so the tests and the lab share it.
 import shutil
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 NOT_CHECKED_OUT = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info",
                                          "__pycache__", ".pytest_cache")
 

@@ -10,7 +10,7 @@ kept in ``runtime_<table>`` tables of ``main`` (ProxySQL keeps runtime inside it
 shows it as those tables). Each command below cites the ProxySQL function it follows.
 
 Embedding: ``AdminServer(db_path, schema_path, host, port).start()`` serves from a thread of
-its own; ``stop()`` ends it. On its own: ``python -m tests.support.proxysql_admin --db PATH
+its own; ``stop()`` ends it. On its own: ``python -m standin.proxysql_admin --db PATH
 --schema PATH --port N`` (``--traffic-port N`` also accepts connections there, as the traffic
 port of a serving node does).
 """
@@ -31,7 +31,7 @@ from mysql_mimic.errors import ErrorCode, MysqlError
 from mysql_mimic.session import BaseSession
 from mysql_mimic.variables import GlobalVariables, SessionVariables
 
-from tests.support.proxysql_db import read_schema, table_name
+from standin.proxysql_db import read_schema, table_name
 
 log = logging.getLogger(__name__)
 
