@@ -20,16 +20,25 @@ following the ProxySQL source it names (github.com/sysown/proxysql, tag 3.0.1):
   its listeners in ``ProxySQL_Main_init_phase3___start_all()`` (``GloMTH->start_listeners()``),
   after the configuration is loaded. The address is the first ``mysql-interfaces`` entry of the
   loaded ``global_variables`` (``0.0.0.0:6033`` when empty, as ``start_listeners()`` does).
-- It reports what it loaded in ``<datadir>/standin-loaded.json`` (written before it listens),
+- It reports what it loaded in ``<datadir>/standin-loaded.json`` (written once the admin
+  interface, if any, listens, and before the traffic port does),
   keeps the database open, and exits on SIGTERM.
 
+- With ``--admin`` it also serves the admin interface (``proxysql_admin.AdminServer``: the MySQL
+  protocol over SQLite, ``main`` in memory, the file attached as ``disk``, a runtime layer) on
+  ``HOST:PORT``, or with ``--admin auto`` on the first ``admin-mysql_ifaces`` entry of the loaded
+  ``global_variables``, as ProxySQL's admin thread does (``ProxySQL_Admin::init()`` starts it
+  before ``start_listeners()`` opens the traffic port, so it listens before the traffic port does).
+  Without ``--admin`` there is none: a deviation, so that several stand-ins share one machine.
+
 Not modelled: the angel process (``glovars.proxy_restart_on_error``, ``handleProcessRestart()``
-in src/main.cpp, restarts a ProxySQL that crashes); MySQL protocol, the admin interface.
+in src/main.cpp, restarts a ProxySQL that crashes); the MySQL protocol on the traffic port.
 
 Usage::
 
     python proxysql_standin.py {start|stop|status} --datadir DIR --schema FILE [--pidfile FILE]
-        [--user NAME] [--load-delay SECONDS] [--traffic HOST:PORT] [--fail-start {exit,die}]
+        [--user NAME] [--load-delay SECONDS] [--traffic HOST:PORT] [--admin HOST:PORT|auto]
+        [--fail-start {exit,die}]
 
 Test-only options, with environment variables so a lab or demo can set them for every start:
 ``--load-delay`` (``PROXYSQL_STANDIN_LOAD_DELAY``, default 0.2 s); ``--traffic``
@@ -71,6 +80,7 @@ DEFAULT_LOAD_DELAY = 0.2
 ENV_LOAD_DELAY = "PROXYSQL_STANDIN_LOAD_DELAY"
 ENV_TRAFFIC = "PROXYSQL_STANDIN_TRAFFIC"
 ENV_FAIL_START = "PROXYSQL_STANDIN_FAIL_START"
+ENV_ADMIN = "PROXYSQL_STANDIN_ADMIN"
 FAIL_MODES = ("exit", "die")
 DEFAULT_INTERFACES = "0.0.0.0:6033"  # MySQL_Threads_Handler::start_listeners() when mysql-interfaces is ""
 
@@ -288,6 +298,37 @@ def traffic_interface(conn):
     return entries[0] if entries else DEFAULT_INTERFACES
 
 
+def admin_interface(conn):
+    """The first ``admin-mysql_ifaces`` entry of the loaded ``global_variables`` (ProxySQL's default when unset)."""
+    row = conn.execute("SELECT variable_value FROM global_variables WHERE variable_name='admin-mysql_ifaces'").fetchone()
+    entries = [entry for entry in (row[0] if row and row[0] else "").split(";") if entry.strip()]
+    return entries[0] if entries else dict(DEFAULT_VARIABLES)["admin-mysql_ifaces"]
+
+
+def import_admin():
+    """The ``proxysql_admin`` module (mysql-mimic is a test dependency), imported as package or script."""
+    try:
+        from . import proxysql_admin  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from standin import proxysql_admin  # pylint: disable=import-outside-toplevel
+    return proxysql_admin
+
+
+def start_admin(args, address, imported):
+    """The admin stand-in serving on ``address``, or None, logged, when it cannot (ProxySQL logs and runs on)."""
+    try:
+        imported.join()
+        host, port = parse_address(address)
+        server = import_admin().AdminServer(Path(args.datadir) / "proxysql.db", args.schema, host, port)
+        server.start()
+    except Exception as exc:  # pylint: disable=broad-except
+        print(f"proxysql-standin: cannot serve the admin interface on {address}: {exc}", flush=True)
+        return None
+    print(f"proxysql-standin: admin interface on {address}", flush=True)
+    return server
+
+
 def listen(address):
     """A listening TCP socket on ``address`` (``HOST:PORT``), or None, logged, when it cannot bind.
 
@@ -326,6 +367,9 @@ def serve(args, statements, ready_fd):
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     if args.user:
         drop_privileges(args.user)
+    # The admin stand-in's imports (mysql-mimic, about 0.4 s) run while the daemon waits to load.
+    imported = threading.Thread(target=import_admin if args.admin else (lambda: None), daemon=True)
+    imported.start()
     write_atomically(args.pidfile, f"{os.getpid()}\n")
     os.write(ready_fd, b"ok")  # daemon_retval_send(0): the start command returns now
     os.close(ready_fd)
@@ -340,6 +384,11 @@ def serve(args, statements, ready_fd):
         conn, report = load_database(args.datadir, statements, read_upgrades(args.schema))
         address = args.traffic or traffic_interface(conn)
         report["traffic"] = address
+        report["admin"] = None
+        if args.admin:
+            report["admin"] = admin_interface(conn) if args.admin == "auto" else args.admin
+        admin = start_admin(args, report["admin"], imported) if report["admin"] else None
+        report["admin_serving"] = admin is not None
         write_atomically(Path(args.datadir) / LOADED_FILE, json.dumps(report, indent=2) + "\n")
         print(f"proxysql-standin: loaded {report['config']} uuid {report['uuid']}", flush=True)
     except BaseException:
@@ -355,6 +404,8 @@ def serve(args, statements, ready_fd):
     if acceptor:
         acceptor.join(timeout=WAIT_SECONDS)
         sock.close()
+    if admin:
+        admin.stop(timeout=WAIT_SECONDS)
     conn.close()
     Path(args.pidfile).unlink(missing_ok=True)
 
@@ -500,6 +551,10 @@ def parse_args(argv):
         "--fail-start", choices=FAIL_MODES, default=os.environ.get(ENV_FAIL_START) or None,
         help=f"test only: fail as a ProxySQL that cannot start (${ENV_FAIL_START})",
     )
+    parser.add_argument(
+        "--admin", default=os.environ.get(ENV_ADMIN) or None, metavar="HOST:PORT|auto",
+        help=f"serve the admin interface there (auto: admin-mysql_ifaces) (${ENV_ADMIN})",
+    )
     args = parser.parse_args(argv)
     if args.load_delay < 0:
         parser.error("--load-delay must be >= 0")
@@ -510,6 +565,11 @@ def parse_args(argv):
             parse_address(args.traffic)
         except ValueError as exc:
             parser.error(f"--traffic: {exc}")
+    if args.admin and args.admin != "auto":
+        try:
+            parse_address(args.admin)
+        except ValueError as exc:
+            parser.error(f"--admin: {exc}")
     args.pidfile = args.pidfile or args.datadir / "proxysql.pid"
     return args
 

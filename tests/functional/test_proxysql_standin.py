@@ -3,6 +3,7 @@
 import os
 import pwd
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -305,3 +306,62 @@ def test_stop_during_the_load_delay_stops_without_loading(slow_standin, schema_s
     assert not (slow_standin.datadir / "standin-loaded.json").exists()
     assert proxysql_db.dump_config(slow_standin.db) == before
     assert "stopped before loading" in slow_standin.log()
+
+
+def admin_query(address, sql, tmp_path):
+    """Rows of ``sql`` through the real MySQL client on the stand-in's admin ``address``."""
+    client = shutil.which("mariadb") or shutil.which("mysql")
+    if client is None:
+        pytest.skip("no MySQL client (Debian: mariadb-client; make deps installs it)")
+    host, port = proxysql_standin.parse_address(address)
+    options = tmp_path / "admin.cnf"
+    options.write_text("[client]\nuser=admin\npassword=admin\n")
+    options.chmod(0o600)
+    done = subprocess.run(
+        [client, f"--defaults-extra-file={options}", "-h", host, "-P", str(port), "--batch",
+         "--skip-column-names", "--connect-timeout=3", "-e", sql],
+        capture_output=True, text=True, timeout=20, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return [line.split("\t") for line in done.stdout.splitlines()]
+
+
+def test_with_admin_it_serves_the_admin_interface_on_the_loaded_file(standin, schema_sql, tmp_path):
+    proxysql_db.build_db(standin.db, schema_sql("3.0.1"), users=4)
+    admin = f"127.0.0.1:{proxysql_standin.free_loopback_port()}"
+    assert standin.run("start", "--admin", admin).returncode == 0
+    report = standin.loaded()
+    # The report is written once the admin interface listens, and before the traffic port does.
+    assert (report["admin"], report["admin_serving"]) == (admin, True)
+    assert admin_query(admin, "SELECT COUNT(*) FROM runtime_mysql_users WHERE frontend=1", tmp_path) == [["4"]]
+    admin_query(admin, "DELETE FROM mysql_users; SAVE MYSQL USERS TO DISK", tmp_path)
+    assert proxysql_db.dump_config(standin.db)["mysql_users"] == []
+    assert standin.run("stop").returncode == 0
+    assert not proxysql_standin.accepts(admin)
+
+
+def test_admin_auto_listens_on_the_first_admin_mysql_ifaces_entry(standin, schema_sql, tmp_path):
+    proxysql_db.build_db(standin.db, schema_sql("3.0.1"))
+    admin = f"127.0.0.1:{proxysql_standin.free_loopback_port()}"
+    with sqlite3.connect(standin.db) as conn:
+        conn.execute("UPDATE global_variables SET variable_value=? WHERE variable_name='admin-mysql_ifaces'",
+                     (f"{admin};/tmp/proxysql-standin-admin.sock",))
+    assert standin.run("start", "--admin", "auto").returncode == 0
+    assert standin.loaded()["admin"] == admin
+    assert admin_query(admin, "SELECT 1", tmp_path) == [["1"]]
+
+
+def test_an_admin_port_in_use_is_logged_and_the_daemon_serves_on(standin, schema_sql):
+    proxysql_db.build_db(standin.db, schema_sql("3.0.1"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        admin = "127.0.0.1:%d" % busy.getsockname()[1]
+        assert standin.run("start", "--admin", admin).returncode == 0
+        report = standin.loaded()
+        assert report["admin_serving"] is False
+        assert f"cannot serve the admin interface on {admin}" in standin.log()
+        deadline = time.monotonic() + 10
+        while not proxysql_standin.accepts(standin.traffic) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proxysql_standin.accepts(standin.traffic)
