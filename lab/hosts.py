@@ -67,7 +67,7 @@ class Host:
         # its own namespace: the stand-in listens on its db's mysql-interfaces (0.0.0.0:6033),
         # which the module finds with traffic_address auto, as on a real host
         self.schema = lab.schemas.get(name, lab.schema)  # this host's ProxySQL version
-        self.node = Node(self.minion_id, self.root, self.schema, traffic_port=None)
+        self.node = Node(self.minion_id, self.root, self.schema, traffic_port=None, admin="auto")
         self.spool_dir = self.node.state_dir / "carp"  # the engine relays the hook from here
         self.peer = None
         self.minion_config = self.root / "salt" / "etc" / "minion"

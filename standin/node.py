@@ -49,6 +49,14 @@ class Node:
     schema: Path
     traffic_port: int | None = field(default_factory=free_loopback_port)
     load_delay: float | None = None
+    # The admin stand-in: None (none), "auto" (the db's admin-mysql_ifaces: in a namespace of its
+    # own), or a port on 127.0.0.1 (several nodes on one machine; the pillar then names it).
+    admin: int | str | None = None
+
+    @property
+    def admin_address(self):
+        """``127.0.0.1:<port>`` of an admin port of ours, None otherwise."""
+        return f"127.0.0.1:{self.admin}" if isinstance(self.admin, int) else None
 
     @property
     def traffic(self):
@@ -95,6 +103,8 @@ class Node:
             argv += ["--traffic", self.traffic]
         if self.load_delay is not None:
             argv += ["--load-delay", f"{self.load_delay:g}"]
+        if self.admin is not None:
+            argv += ["--admin", self.admin_address or self.admin]
         return argv
 
     def standin(self, verb, wait=True):
@@ -148,5 +158,9 @@ class Node:
             "pidfile": str(self.pidfile),  # the engine reads it to tell whether ProxySQL runs
             "peer": {"transport": "local", "path": str(peer_path)},
         }
+        if self.admin_address:
+            # The stand-in's default credentials (admin-admin_credentials admin:admin); only the
+            # address differs from what the module would read from the live db.
+            pillar["admin"] = {"host": "127.0.0.1", "port": self.admin}
         pillar.update(overrides)
         return pillar
