@@ -49,13 +49,17 @@ METRICS_STATE = "metrics.json"  # the counters behind proxysql_ha.metrics
 VIP_STATE = "vip.json"  # whether this node gave up the VIP because ProxySQL could not run
 JOURNAL = "transition.json"  # the intent of an unfinished promote or demote (proxysql_ha_journal)
 STATE_ERRORS = "proxysql_ha.state_errors"  # __context__: state writes that failed in this call
+PIDFILE_STATE = "pidfile.json"  # the pid file this node has seen ProxySQL write (see _pid_status)
+PIDFILE_SEEN = "proxysql_ha.pidfile_seen"  # __context__: PIDFILE_STATE's path, once read
+FAST_POLL = 0.02  # s between looks while waiting for ProxySQL, when a look is a pid-file read
 
 
 # One function of each _utils module this module needs: __virtual__ resolves them,
 # so a missing helper refuses the module with the reason instead of failing a failover.
 HELPERS = ("proxysql_ha_config.build", "proxysql_ha_carp.parse_ifconfig",
            "proxysql_ha_sqlite.source_state", "proxysql_ha_store.write_json",
-           "proxysql_ha_plan.plan", "proxysql_ha_journal.takeover_progress")
+           "proxysql_ha_plan.plan", "proxysql_ha_journal.takeover_progress",
+           "proxysql_ha_watch.pid_state")
 _RESOLVED = {}  # "module.function" -> the function: resolved once per load of this module
 
 
@@ -317,8 +321,54 @@ def _control(conf):
         return lambda: run_service(conf, name, run_all, lookup)
 
     traffic = _u("proxysql_ha_proxysql.traffic_address")
-    return {"status": verb("status"), "start": verb("start"), "stop": verb("stop"),
+    status = verb("status")
+    return {"status": lambda: _pid_status(conf, status), "start": verb("start"),
+            "stop": verb("stop"),
             "traffic": lambda: traffic(conf["proxysql"]["traffic_address"], _live(conf))}
+
+
+def _pid_status(conf, status_command):
+    """
+    Whether ProxySQL runs, from its pid file where that is as sure as the status
+    command (no fork: the command costs a process, ~0.2 s on a loaded host):
+    a pid file naming a live ProxySQL process says it runs; no pid file says it
+    is stopped (ProxySQL removes it as it exits: src/main.cpp, after
+    ``ProxySQL_Main_init_phase4___shutdown()``), but only once this node has
+    seen ProxySQL write it at this path (``pidfile.json``), so a pid file that
+    ProxySQL never writes there is never read as "stopped". A stale pid file
+    (left by a crash, or naming another process), an unreadable one, or no
+    ``pidfile``: ``status_command()`` decides.
+    """
+    pidfile = conf["pidfile"]
+    if not pidfile:
+        return status_command()
+    state = _u("proxysql_ha_watch.pid_state")(pidfile)
+    if state == "running":
+        _pidfile_seen(conf, pidfile)
+        return True
+    if state == "absent" and _pidfile_known(conf, pidfile):
+        return False
+    return status_command()
+
+
+def _pidfile_known(conf, pidfile):
+    if __context__.get(PIDFILE_SEEN) != pidfile:
+        if (_state(conf, PIDFILE_STATE) or {}).get("path") != pidfile:
+            return False
+        __context__[PIDFILE_SEEN] = pidfile
+    return True
+
+
+def _pidfile_seen(conf, pidfile):
+    """Record that ProxySQL writes its pid file at ``pidfile`` (once; a failure only costs forks)."""
+    if not _pidfile_known(conf, pidfile):
+        try:
+            _u("proxysql_ha_store.write_json")(
+                _u("proxysql_ha_store.ensure_dir")(conf["state_dir"]), PIDFILE_STATE,
+                {"path": pidfile})
+            __context__[PIDFILE_SEEN] = pidfile
+        except OSError as exc:
+            log.debug("proxysql_ha: cannot record the pid file: %s", exc)
 
 
 def _service(conf, verb):
@@ -346,7 +396,8 @@ def _start(conf, running=None, timeout=None):
     control = _control(conf)
     return _u("proxysql_ha_proxysql.start")(
         control["status"], control["start"], control["traffic"],
-        conf["service"]["timeout"] if timeout is None else timeout, running)
+        conf["service"]["timeout"] if timeout is None else timeout, running,
+        poll=FAST_POLL if conf["pidfile"] else None)
 
 
 def _stop(conf, running=None):

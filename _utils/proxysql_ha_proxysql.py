@@ -168,11 +168,12 @@ def wait_stopped(status, timeout, clock=time.monotonic, sleep=time.sleep):
 
 
 def wait_serving(status, address, timeout, clock=time.monotonic, sleep=time.sleep,
-                 probe=accepts):
+                 probe=accepts, poll=POLL):
     """
     Wait until ``status()`` is True and, unless ``address`` is None, a TCP
     connection to ``address`` is accepted; at most ``timeout`` s in all, each
-    connect attempt at most ``CONNECT_TIMEOUT`` s. The error names the address.
+    connect attempt at most ``CONNECT_TIMEOUT`` s, ``poll`` s between looks
+    (shorter when ``status()`` is cheap). The error names the address.
     """
     deadline = clock() + timeout
     while True:
@@ -190,15 +191,16 @@ def wait_serving(status, address, timeout, clock=time.monotonic, sleep=time.slee
             raise CommandExecutionError(
                 f"ProxySQL did not start serving{where} within {timeout:g} s: {why}; see "
                 "ProxySQL's log, or check proxysql_ha:proxysql:traffic_address")
-        sleep(POLL)
+        sleep(poll)
 
 
-def start(status, start_command, resolve, timeout, running=None):
+def start(status, start_command, resolve, timeout, running=None, poll=None):
     """
     Start ProxySQL unless it runs (``running``: already known) and wait until it
     serves; True when started now. ``resolve()`` gives the traffic address (or
     None), read before the start; when it fails ProxySQL is still started and
-    waited for as a process, then the failure is raised.
+    waited for as a process, then the failure is raised. ``poll``: seconds
+    between looks while waiting (default ``POLL``).
     """
     if running if running is not None else status():
         return False
@@ -207,7 +209,7 @@ def start(status, start_command, resolve, timeout, running=None):
     except (CommandExecutionError, ValueError) as exc:
         address, unresolved = None, exc
     start_command()
-    wait_serving(status, address, timeout)
+    wait_serving(status, address, timeout, poll=poll or POLL)
     if unresolved is not None:
         raise CommandExecutionError(f"ProxySQL was started, but whether it serves is unknown: "
                                     f"{unresolved}") from unresolved

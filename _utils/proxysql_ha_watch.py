@@ -87,26 +87,38 @@ def pid_running(pidfile):
     pid exists, and where ``/proc`` tells its command line, it is ProxySQL's
     (a stale file whose pid was reused is not).
     """
+    return pid_state(pidfile) == "running"
+
+
+def pid_state(pidfile):
+    """
+    What ``pidfile`` says of ProxySQL: ``"running"`` (it names a live process
+    which, where ``/proc`` tells, is ProxySQL's), ``"absent"`` (no such file:
+    ProxySQL removes it when it exits), or ``"stale"`` (unreadable, or it names
+    a process that is gone, a zombie or another program's: left by a crash).
+    """
     try:
         with open(pidfile, "rb") as handle:
             pid = int(handle.read(32).strip() or b"0")
+    except FileNotFoundError:
+        return "absent"
     except (OSError, ValueError):
-        return False
+        return "stale"
     if pid <= 1:
-        return False
+        return "stale"
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return "stale"
     except PermissionError:
         pass
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return b"proxysql" in handle.read(4096)
-    except FileNotFoundError:
-        return not os.path.isdir("/proc/self")  # no /proc here (FreeBSD): the pid exists
+            return "running" if b"proxysql" in handle.read(4096) else "stale"
+    except FileNotFoundError:  # no /proc here (FreeBSD): the pid exists
+        return "stale" if os.path.isdir("/proc/self") else "running"
     except OSError:
-        return True
+        return "running"
 
 
 def coalesce(payloads):

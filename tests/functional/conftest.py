@@ -155,15 +155,16 @@ class Pair:
     def files(self):
         """Every file under both nodes: ``{relative path: (mode, mtime_ns, sha256)}``; symlinks by target.
 
-        The state dir's ``facts.json`` is left out: a cache of inspected backups, which any
-        judging call may refresh, not a change of state.
+        The state dir's ``facts.json`` and ``pidfile.json`` are left out: caches (of inspected
+        backups, of where ProxySQL writes its pid file), which any call may refresh, not a
+        change of state.
         """
         state = {}
         for directory, _, names in os.walk(self.root):
             for name in names:
                 path = os.path.join(directory, name)
                 key = os.path.relpath(path, self.root)
-                if key.endswith("/ha/state/facts.json"):
+                if key.endswith(("/ha/state/facts.json", "/ha/state/pidfile.json")):
                     continue
                 if os.path.islink(path):
                     state[key] = ("symlink", os.readlink(path))
