@@ -1412,7 +1412,7 @@ def _transition(what, vhid=None, interface=None):
         if what not in (None, wanted):
             return {"acted": False, "role": current,
                     "comment": f"not {what}d: this node is {current}"}
-        plan = _plan(conf, current)
+        plan = _plan(conf, current, acting=True)
         if not plan["actions"]:
             return {"acted": False, "role": current, "actions": [],
                     "comment": f"already in line with {current}: nothing to do"}
@@ -1794,8 +1794,9 @@ def reconcile(test=False):
             "comment": f"ran {transition}" if report["acted"] else "converged"}
 
 
-def _facts(conf, role):
-    """One snapshot of what the plan decides from (``proxysql_ha_plan``), each read once."""
+def _facts(conf, role, schedule=True):
+    """One snapshot of what the plan decides from (``proxysql_ha_plan``), each read once;
+    without ``schedule`` the minion's schedule is not listed (taken as in line)."""
     journal = _state(conf, JOURNAL)
     live_state = _source_or_none(conf)
     running = _running(conf)
@@ -1807,7 +1808,7 @@ def _facts(conf, role):
         "live_state": live_state,
         "progress": _u("proxysql_ha_journal.takeover_progress")(journal, live_state)
         or _restored_since(conf, role, journal, live_state, running),
-        "schedule": _schedule_changes(conf, role),
+        "schedule": _schedule_changes(conf, role) if schedule else {},
         "stop_on_backup": conf["stop_on_backup"],
         "vip": _state(conf, VIP_STATE) or {},
         "health": conf["health"],
@@ -1845,15 +1846,21 @@ def _restored_since(conf, role, journal, live_state, running):
     return None
 
 
-def _plan(conf, role):
+def _plan(conf, role, acting=False):
     """
     What promote (MASTER) or demote (otherwise) would change now: the pure
     plan over :func:`_facts` (``actions`` in words and what to do), with
     the ``pick`` of backup to restore when a takeover must restore, and
-    whether ProxySQL is ``running``.
+    whether ProxySQL is ``running``. ``acting`` (a transition that will act
+    on the plan): a takeover does not wait for the minion's schedule to be
+    listed (a bus round trip); its steps switch the jobs once ProxySQL runs.
     """
-    facts = _facts(conf, role)
+    deferred = acting and role == "MASTER"
+    facts = _facts(conf, role, schedule=not deferred)
     plan = _u("proxysql_ha_plan.plan")(facts)
+    if deferred and not plan["takeover"]:  # in office: the jobs may be all that is out of line
+        facts["schedule"] = _schedule_changes(conf, role)
+        plan = _u("proxysql_ha_plan.plan")(facts)
     plan.update(facts=facts, running=facts["running"], pick=None)
     if plan["takeover"] == "restore":
         newest = (_state(conf, LIVE_STATE) or {}).get("generation", 0)

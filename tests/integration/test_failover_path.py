@@ -212,6 +212,11 @@ def test_hook_up_returns_at_once_and_the_node_restores_the_backup_once_and_start
     assert wait_until(lambda: node.master_events("proxysql_ha/promoted", since), HANG)
     promoted = [event.data["data"] for event in node.master_events("proxysql_ha/promoted", since)]
     assert len(promoted) == 1 and promoted[0]["restore"]["restored"] is True
+    # The takeover's plan did not list the schedule first; its steps switched the jobs after
+    # ProxySQL's start.
+    assert {job: (step["enabled"], step["result"])
+            for job, step in promoted[0]["schedule"].items()} == {
+        "proxysql_ha_ship": (True, True), "proxysql_ha_purge": (False, True)}
     assert [record["name"] for record in node.records()] == ["start"]
     assert len(list(Path(node.pillar["datadir"]).glob("proxysql.db.pre-restore-*"))) == 1
     by_reactor = node.returns(PROMOTE, since)[0]["return"]["acted"]
