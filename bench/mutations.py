@@ -161,6 +161,18 @@ MUTATIONS = (
              'if plan["takeover"] and up and not report.get("restore_failed"):', 'if plan["takeover"]:',
              "a promote that failed is tried again by the next one",
              catch=(_g("test_a_take_over_whose_restore_fails_still_starts_proxysql_and_the_next_promote_retries"),)),
+    Mutation("absent_pid_file_trusted_unseen", MODULE,
+             'if state == "absent" and _pidfile_known(conf, pidfile):', 'if state == "absent":',
+             "no pid file reads as stopped only where ProxySQL was seen writing it",
+             catch=(_g("test_a_pid_file_proxysql_never_writes_never_reads_as_stopped"),)),
+    Mutation("stale_pid_file_trusted", MODULE,
+             'if state == "running":', 'if state in ("running", "stale"):',
+             "a stale pid file is decided by the status command",
+             catch=(_g("test_a_stale_pid_file_falls_back_to_the_status_command"),)),
+    Mutation("judged_sha256_not_rechecked", "_utils/proxysql_ha_sqlite.py",
+             "if hashlib.sha256(data).hexdigest() != sha256:", "if False:",
+             "the installed bytes are the ones judged (sha256 checked right before the install)",
+             catch=(_g("test_bytes_changed_after_judgement_are_never_installed_on_the_stale_verdict"),)),
 )
 
 

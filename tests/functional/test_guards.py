@@ -526,3 +526,81 @@ def test_role_read_under_the_master_vip_is_master(pair):
     """The fixture's premise, so the cases above cannot pass on a wrong role."""
     assert pair.a.vip == MASTER_VIP and pair.a.ha.role() == "MASTER"
     assert pair.b.ha.role() == "BACKUP"
+
+
+# ---- ProxySQL's state from its pid file; the installed bytes are the judged ones ----
+
+# A status command that counts its runs: a wrapper around the stand-in's status that appends
+# a line to a file.
+COUNT = "import subprocess, sys; open(sys.argv[1], 'a').write('x\\n'); " \
+        "sys.exit(subprocess.call(sys.argv[2:]))"
+
+
+def counted(node, **overrides):
+    """Give ``node`` a status command that counts its runs; returns the counter's path."""
+    counter = node.root / "status-calls"
+    commands = {verb: node.standin_argv(verb) for verb in ("start", "stop")}
+    commands["status"] = [sys.executable, "-c", COUNT, str(counter), *node.standin_argv("status")]
+    node.configure(commands=commands, **overrides)
+    return counter
+
+
+def calls(counter):
+    return len(counter.read_text().splitlines()) if counter.exists() else 0
+
+
+def test_a_stale_pid_file_falls_back_to_the_status_command(pair):
+    b = pair.b
+    counter = counted(b)
+    b.standin("start")
+    assert b.ha.status()["proxysql_running"] is True
+    b.standin("stop")
+    zombie = subprocess.Popen(["sleep", "0"])  # exits, not reaped until wait(): not ProxySQL
+    for stale in ("999999999\n", "garbage", f"{zombie.pid}\n"):
+        b.pidfile.write_text(stale)
+        before = calls(counter)
+
+        assert b.ha.status()["proxysql_running"] is False
+        assert calls(counter) == before + 1, stale
+    zombie.wait()
+
+
+def test_a_pid_file_proxysql_never_writes_never_reads_as_stopped(pair):
+    """A wrong ``pidfile`` in the pillar: ProxySQL runs, so restore stops it before installing."""
+    a, b = pair.a, pair.b
+    a.save_users(7)
+    shipped = a.ha.ship()["name"]
+    counter = counted(b, pidfile=str(b.root / "nowhere" / "proxysql.pid"))
+    b.standin("start")
+
+    report = b.ha.restore(start=True)
+
+    assert (report["restored"], report["chosen"], report["stopped"]) == (True, shipped, True)
+    assert calls(counter) >= 2  # asked before the stop, and while waiting for it
+    assert b.shared_config() == a.shared_config()
+    assert b.running()
+
+
+def test_bytes_changed_after_judgement_are_never_installed_on_the_stale_verdict(pair):
+    a, b = pair.a, pair.b
+    a.save_users(5)
+    older = a.ha.ship()["name"]
+    a.save_users(6)
+    newer = a.ha.ship()["name"]
+    assert [v["valid"] for v in b.ha.list_backups()["incoming"]] == [True, True]  # judged, cached
+    path = b.inbox_dir / f"{newer}.db"
+    st = os.stat(path)
+    with open(path, "r+b") as handle:  # same inode, same size, then the same mtime
+        handle.seek(st.st_size - 1)
+        last = handle.read(1)
+        handle.seek(st.st_size - 1)
+        handle.write(bytes([last[0] ^ 0xFF]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    report = b.ha.restore(start=True)
+
+    assert (report["restored"], report["chosen"]) == (True, older)
+    reasons = {r["name"]: r["reason"] for r in report["rejected"]}
+    assert "sha256 changed since it was judged" in reasons[newer]
+    assert len(b.shared_config()["mysql_users"]) == 5
+    assert b.running()
