@@ -252,11 +252,11 @@ def _proxysql_running(conf):
         return None
 
 
-def _ship_failed(conf):
-    """Whether the last ship failed (``ship.json``, one small read): the job retries it."""
+def _state_says(conf, name, key, value):
+    """Whether state file ``name`` (one small read) holds ``key: value``; False when unreadable."""
     try:
-        with open(os.path.join(conf["state_dir"], "ship.json"), encoding="utf-8") as handle:
-            return json.load(handle).get("ok") is False
+        with open(os.path.join(conf["state_dir"], name), encoding="utf-8") as handle:
+            return json.load(handle).get(key) is value
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -340,7 +340,8 @@ def _look(opts, watch, state, now):
         state["next_check"] = now + watch["check_interval"]
         seen["role"] = _read_role(conf) or state["role"]
         seen["running"] = _proxysql_running(conf)
-        seen["ship_failed"] = _ship_failed(conf)
+        seen["ship_failed"] = _state_says(conf, "ship.json", "ok", False)  # the job retries it
+        seen["vip_released"] = _state_says(conf, "vip.json", "released", True)
         state["role"] = seen["role"]
     elif conf and watch["check_interval"] and seen["db_changed"] and state["role"] != "MASTER":
         # a save on a node last seen as BACKUP: it may have become MASTER since that look
