@@ -1,25 +1,29 @@
 """
 proxysql_ha engine: the node's cheap safety net, running inside the minion.
 
-A schedule job costs the minion a fork (50-120 ms of CPU) on every run, so
+A schedule job costs the minion a fork (50-260 ms of CPU) on every run, so
 the engine does the periodic looks itself and asks the minion to run a job
 (``manage_schedule`` ``run_job``) only when something is out of line:
 
 - every ``interval`` s it ``stat()``\\ s ``proxysql.db`` (and reads SQLite's
   change counter); a save on the MASTER (or where the role is unknown) asks
-  for the ship job;
+  for the ship job; a save on a node last seen as BACKUP reads the role again
+  first (it may have just taken over);
 - every ``check_interval`` s it reads the role (Linux: one netlink dump of
   the interface's addresses; FreeBSD: ``ifconfig <iface>``) and whether
   ProxySQL runs (its pid file and ``/proc``, or the status command when that
   is all there is); a role change, ProxySQL down on the MASTER or up on a
-  BACKUP asks for the reconcile job (a lasting condition again every 10 s);
+  BACKUP, a BACKUP that released the VIP (the probe that takes it back) asks
+  for the reconcile job, a failed last ship on the MASTER for the ship job (a
+  lasting condition again every 10 s);
 - it relays CARP transitions the hook (``proxysql-ha-event``) drops into
   ``spool``: the newest per vhid, one reconcile job and one event each.
 
 The jobs do the work with the minion's current pillar and check the role
 themselves; their own slow schedules stay as the last resort. The engine
 reads the same ``proxysql_ha`` pillar (``config.get``), and again when the
-minion reports a pillar refresh. A job it could not ask for is asked for
+minion reports a pillar refresh (compiled in a thread: the looks go on with
+the settings they have meanwhile). A job it could not ask for is asked for
 again at the next look, and nothing a look raises stops the loop.
 
 Minion configuration (the formula writes it; every option defaults to the
