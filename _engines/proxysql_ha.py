@@ -1,25 +1,29 @@
 """
 proxysql_ha engine: the node's cheap safety net, running inside the minion.
 
-A schedule job costs the minion a fork (50-120 ms of CPU) on every run, so
+A schedule job costs the minion a fork (50-260 ms of CPU) on every run, so
 the engine does the periodic looks itself and asks the minion to run a job
 (``manage_schedule`` ``run_job``) only when something is out of line:
 
 - every ``interval`` s it ``stat()``\\ s ``proxysql.db`` (and reads SQLite's
   change counter); a save on the MASTER (or where the role is unknown) asks
-  for the ship job;
+  for the ship job; a save on a node last seen as BACKUP reads the role again
+  first (it may have just taken over);
 - every ``check_interval`` s it reads the role (Linux: one netlink dump of
   the interface's addresses; FreeBSD: ``ifconfig <iface>``) and whether
   ProxySQL runs (its pid file and ``/proc``, or the status command when that
   is all there is); a role change, ProxySQL down on the MASTER or up on a
-  BACKUP asks for the reconcile job (a lasting condition again every 10 s);
+  BACKUP, a BACKUP that released the VIP (the probe that takes it back) asks
+  for the reconcile job, a failed last ship on the MASTER for the ship job (a
+  lasting condition again every 10 s);
 - it relays CARP transitions the hook (``proxysql-ha-event``) drops into
   ``spool``: the newest per vhid, one reconcile job and one event each.
 
 The jobs do the work with the minion's current pillar and check the role
 themselves; their own slow schedules stay as the last resort. The engine
 reads the same ``proxysql_ha`` pillar (``config.get``), and again when the
-minion reports a pillar refresh. A job it could not ask for is asked for
+minion reports a pillar refresh (compiled in a thread: the looks go on with
+the settings they have meanwhile). A job it could not ask for is asked for
 again at the next look, and nothing a look raises stops the loop.
 
 Minion configuration (the formula writes it; every option defaults to the
@@ -42,6 +46,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 
 import salt.utils.event
@@ -53,7 +58,9 @@ __virtualname__ = "proxysql_ha"
 RETRY = 10.0  # seconds before a lasting condition (ProxySQL down on the MASTER) is asked for again
 SPOOL_BATCH = 256  # transitions read from the spool per look: the hook keeps one per vhid anyway
 REFRESH_TAG = "minion_pillar_refresh_complete"
+COMPILE_WAIT = 0.05  # seconds a look waits for a pillar being compiled before going on without it
 CLAIMED = ".relaying-"  # a spooled file the engine has taken: the hook never writes this name
+_HELPERS = {}  # "module.function": the function, resolved once per start
 _BUS = {}  # the minion's event bus, connected once and kept: ``{"pusher", "listener"}``
 
 
@@ -62,12 +69,20 @@ def __virtual__():
 
 
 def _util(name):
-    """A function of this extension's ``_utils``: through the loader when synced, else the package."""
-    utils = globals().get("__utils__") or {}
-    if name in utils:
-        return utils[name]
-    module, function = name.split(".", 1)
-    return getattr(importlib.import_module(f"saltext.proxysql_ha.utils.{module}"), function)
+    """
+    A function of this extension's ``_utils``: through the loader when synced,
+    else the package; resolved once per ``start`` (a loader lookup at every
+    look was a good part of an idle look's CPU).
+    """
+    if name not in _HELPERS:
+        utils = globals().get("__utils__") or {}
+        if name in utils:
+            _HELPERS[name] = utils[name]
+        else:
+            module, function = name.split(".", 1)
+            _HELPERS[name] = getattr(importlib.import_module(f"saltext.proxysql_ha.utils.{module}"),
+                                     function)
+    return _HELPERS[name]
 
 
 def _signature(path):
@@ -241,11 +256,11 @@ def _proxysql_running(conf):
         return None
 
 
-def _ship_failed(conf):
-    """Whether the last ship failed (``ship.json``, one small read): the job retries it."""
+def _state_says(conf, name, key, value):
+    """Whether state file ``name`` (one small read) holds ``key: value``; False when unreadable."""
     try:
-        with open(os.path.join(conf["state_dir"], "ship.json"), encoding="utf-8") as handle:
-            return json.load(handle).get("ok") is False
+        with open(os.path.join(conf["state_dir"], name), encoding="utf-8") as handle:
+            return json.load(handle).get(key) is value
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -329,8 +344,13 @@ def _look(opts, watch, state, now):
         state["next_check"] = now + watch["check_interval"]
         seen["role"] = _read_role(conf) or state["role"]
         seen["running"] = _proxysql_running(conf)
-        seen["ship_failed"] = _ship_failed(conf)
+        seen["ship_failed"] = _state_says(conf, "ship.json", "ok", False)  # the job retries it
+        seen["vip_released"] = _state_says(conf, "vip.json", "released", True)
         state["role"] = seen["role"]
+    elif conf and watch["check_interval"] and seen["db_changed"] and state["role"] != "MASTER":
+        # a save on a node last seen as BACKUP: it may have become MASTER since that look
+        # (a save right after a takeover was dropped as a BACKUP's, and waited for the schedule)
+        seen["role"] = state["role"] = _read_role(conf) or state["role"]
     shipped = True
     bare = {"stop_on_backup": True,
             "schedule": {"ship_job": watch["job"], "reconcile_job": watch["reconcile_job"]}}
@@ -346,9 +366,43 @@ def _look(opts, watch, state, now):
         state["last"] = current
 
 
-def _refreshed(watch, given):
-    """The settings from the minion's refreshed pillar (the spool and its FIFO stay as opened)."""
-    fresh = _node_config(__opts__, fresh=True)
+def _compile(state):
+    """
+    Compile the minion's pillar in a thread of its own: a slow or absent master
+    (a compile can wait on it for minutes) never holds up the looks, which go
+    on with the settings they have. Asked again while one runs: once more after it.
+    """
+    running = state.get("compiling")
+    if running is not None and running.is_alive():
+        state["compile_again"] = True
+        return
+    box = {}
+
+    def work():
+        box["conf"] = _node_config(__opts__, fresh=True)
+
+    thread = threading.Thread(target=work, name="proxysql_ha pillar", daemon=True)
+    thread.box = box
+    state["compiling"], state["compile_again"] = thread, False
+    thread.start()
+
+
+def _refreshed(watch, given, state):
+    """
+    The settings from the pillar compiled last, once its thread is done (waited
+    for at most ``COMPILE_WAIT`` s); else ``watch`` as it is. The spool and its
+    FIFO stay as opened.
+    """
+    thread = state.get("compiling")
+    if thread is None:
+        return watch
+    thread.join(COMPILE_WAIT)
+    if thread.is_alive():
+        return watch
+    state["compiling"] = None
+    if state.pop("compile_again", False):
+        _compile(state)
+    fresh = thread.box.get("conf")
     if not fresh:
         return watch
     log.info("proxysql_ha engine: pillar refreshed")
@@ -363,6 +417,7 @@ def start(db=None, job=None, interval=None, spool=None, reconcile_job=None, chec
     option defaults to the ``proxysql_ha`` pillar's value.
     """
     stopping = []
+    _HELPERS.clear()
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
     given = {"db": db, "job": job, "interval": interval, "spool": spool,
@@ -390,11 +445,12 @@ def start(db=None, job=None, interval=None, spool=None, reconcile_job=None, chec
             now = time.monotonic()
             if watch["conf"] is None and now >= state["next_config"]:
                 state["next_config"] = now + RETRY  # none yet: the minion may not have connected
-                watch = _refreshed(watch, given)
+                _compile(state)
             elif now >= state["next_refresh"]:
                 state["next_refresh"] = now + (watch["check_interval"] or 1.0)
                 if _pillar_refreshed(__opts__, now):
-                    watch = _refreshed(watch, given)
+                    _compile(state)
+            watch = _refreshed(watch, given, state)
             _look(__opts__, watch, state, now)
         except Exception:  # pylint: disable=broad-except
             log.exception("proxysql_ha engine: a look failed; going on")

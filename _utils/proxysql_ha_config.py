@@ -91,10 +91,12 @@ def defaults(os_family, root_dir="/"):
             "purge_job": "proxysql_ha_purge",
             "reconcile_job": "proxysql_ha_reconcile",
             "check_job": "proxysql_ha_check",
-            "ship_interval": 60,
-            "purge_interval": 300,
-            "reconcile_interval": 60,
-            "check_interval": 60,
+            # the engine asks for ship and reconcile the moment they are needed: these
+            # schedules are the last resort (a dead engine), each run a fork of the minion
+            "ship_interval": 900,
+            "purge_interval": 3600,
+            "reconcile_interval": 600,
+            "check_interval": 300,
             "watch_interval": 0.25,
             "engine_check_interval": 1.0,
         },

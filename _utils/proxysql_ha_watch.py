@@ -137,6 +137,7 @@ def decide(seen, now, conf, retry):
     The jobs to ask for after one look: ``[(job, reason)]``.
 
     ``seen``: ``{"role", "previous_role", "running", "db_changed", "asked"}``
+    (and, when looked at, ``ship_failed`` and ``vip_released``)
     (``role`` None when unknown, ``running`` None when not looked at,
     ``asked``: ``{reason: when}`` of the last asks for a condition that lasts).
     A lasting condition (ProxySQL down on the MASTER) is asked for again
@@ -153,6 +154,10 @@ def decide(seen, now, conf, retry):
         wanted.append((sched["reconcile_job"], "ProxySQL not running on the MASTER"))
     elif role in ("BACKUP", "INIT") and running and conf["stop_on_backup"]:
         wanted.append((sched["reconcile_job"], f"ProxySQL running on a {role}"))
+    elif role in ("BACKUP", "INIT") and seen.get("vip_released"):
+        # reconcile probes ProxySQL after the hold-down and takes the VIP back: with the
+        # reconcile schedule a last resort (600 s), the engine keeps the probe going
+        wanted.append((sched["reconcile_job"], "the VIP is released: probe ProxySQL"))
     if role == "MASTER" and seen.get("ship_failed") and not seen["db_changed"]:
         wanted.append((sched["ship_job"], "the last ship failed"))  # the peer may be back
     wanted = [(job, why) for job, why in wanted

@@ -72,3 +72,16 @@ def test_the_readme_carries_the_table_of_the_committed_benchmarks_md():
     assert report.readme_block(readme), "README.md has no bench table markers"
     assert report.readme_block(readme) == report.readme_block(benchmarks), (
         "README.md's Measured table differs from docs/BENCHMARKS.md: run `make bench`")
+
+
+def test_the_idle_cost_shows_the_forked_jobs_and_the_readme_a_save_not_noticed():
+    idle = {"seconds": 120.0, "bare_pct": 0.8, "nodes": {"a": 0.95, "b": 1.2},
+            "forked_pct": {"a": 0.05, "b": 0.3}, "target_pct": 0.2}
+    text = "\n".join(report._idle_cost(idle))  # pylint: disable=protected-access
+    assert "| host A | 0.95 % | 0.15 % | 0.05 % | yes |" in text
+    assert "| host B | 1.20 % | 0.40 % | 0.30 % | NO |" in text
+    noticed = {"n": 4, "p50_ms": 120.0, "p95_ms": 240.0, "missed": 1}
+    lab = {"keyed": {"rpo": {"noticed": noticed}}}
+    table = report.readme_table({"local": {}, "lab": lab})
+    assert "| a save noticed: saved change → the engine's run_job for the ship job, p95 | 240 ms " \
+           "(1 not noticed) | – | p95 ≤ 300 ms, none missed |" in table

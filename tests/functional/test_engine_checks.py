@@ -18,6 +18,7 @@ from standin import proxysql_db
 MASTER_VIP, BACKUP_VIP = "127.0.0.1", "127.0.0.66"  # on lo, and not
 SHIP, RECONCILE = "proxysql_ha_ship", "proxysql_ha_reconcile"
 TICK = 0.02
+BOUND = 10.0  # seconds: only catches a hang
 
 
 def conf_for(node, vip, **overrides):
@@ -234,3 +235,52 @@ def test_a_failed_ship_on_the_master_asks_for_the_ship_job_again(node, minion, m
     run(monkeypatch, minion, [nothing] * 3)
 
     assert minion.asked == [SHIP]
+
+
+def test_a_save_right_after_the_vip_arrived_asks_for_the_ship_job(node, minion, monkeypatch):
+    """The missed save of issue 9: a save seen before the next role look, on a node last seen as BACKUP,
+    was taken for a BACKUP's and dropped; the engine now reads the role again when the db changed."""
+    from saltext.proxysql_ha.utils import proxysql_ha_watch  # pylint: disable=import-outside-toplevel
+
+    pillar = node.pillar(vip=MASTER_VIP, peer_path=node.root / "peer")
+    pillar["schedule"] = {"engine_check_interval": 60}  # one role look, at the start
+    minion.pillars.append(proxysql_ha_config.build(pillar, "Debian", "engine-test"))
+    on_lo = [set()]  # the addresses the role reader finds on lo: the VIP not yet there
+    monkeypatch.setattr(proxysql_ha_watch, "interface_addresses", lambda iface: on_lo[-1])
+    rows = proxysql_db.dump_config(node.live_db)["mysql_users"]
+
+    def takeover_and_save():
+        on_lo.append({MASTER_VIP})
+        proxysql_db.save_table(node.live_db, "mysql_users", rows[:1])
+
+    run(monkeypatch, minion, [nothing, takeover_and_save, nothing])
+
+    assert minion.asked == [RECONCILE, SHIP]
+
+
+def test_a_pillar_compile_that_hangs_holds_up_no_look(node, minion, monkeypatch):
+    """A refresh compiles the pillar from the master, which may take minutes: the looks go on meanwhile
+    (a save is noticed), and the refreshed pillar is followed once it is there."""
+    import threading  # pylint: disable=import-outside-toplevel
+
+    assert node.standin("start").returncode == 0
+    minion.pillars.append(conf_for(node, MASTER_VIP))
+    refreshed = conf_for(node, MASTER_VIP)
+    refreshed["schedule"]["ship_job"] = "proxysql_ha_ship_refreshed"
+    master_answers = threading.Event()
+
+    def node_config(_opts, fresh=False):
+        if fresh:
+            master_answers.wait(BOUND)
+            return refreshed
+        return minion.pillars[-1]
+
+    monkeypatch.setattr(engine, "_node_config", node_config)
+    minion.refresh_at = {1}
+    rows = proxysql_db.dump_config(node.live_db)["mysql_users"]
+
+    run(monkeypatch, minion, [nothing, lambda: proxysql_db.save_table(node.live_db, "mysql_users", rows[:2]),
+                              master_answers.set, nothing,
+                              lambda: proxysql_db.save_table(node.live_db, "mysql_users", rows[:1]), nothing])
+
+    assert minion.asked == [SHIP, "proxysql_ha_ship_refreshed"]

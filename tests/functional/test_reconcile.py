@@ -148,6 +148,23 @@ def test_jobs_have_the_pillars_intervals_and_ship_only_on_the_master(pair, node,
     assert all(job["jid_include"] is False and "maxrunning" not in job for job in jobs.values())
 
 
+def test_without_an_engine_the_default_schedule_still_converges_a_new_master(pair):
+    """The engine is the fast path; the schedule the README promises is the last resort: with the
+    default pillar the reconcile job runs on both roles (600 s) and ship on the MASTER (900 s),
+    and that reconcile alone promotes a node that became MASTER with nothing else asking for it."""
+    b = pair.b
+    b.configure()
+
+    jobs = {name: (job["seconds"], job["enabled"]) for name, job in b.ha.jobs().items()}
+    assert jobs["proxysql_ha_reconcile"] == (600, True) and jobs["proxysql_ha_ship"] == (900, False)
+    pair.fail_over()  # the VIP is B's; no hook, no engine
+    jobs = {name: (job["seconds"], job["enabled"]) for name, job in b.ha.jobs().items()}
+    assert jobs["proxysql_ha_reconcile"] == (600, True) and jobs["proxysql_ha_ship"] == (900, True)
+
+    assert b.ha.reconcile()["report"]["acted"]
+    assert b.running()
+
+
 def test_config_hides_the_ssh_private_key_and_the_ucarp_password(pair):
     a = pair.a
     a.configure(formula={"ssh_private_key": SECRET_KEY, "ucarp": {"password": SECRET_PASSWORD}})

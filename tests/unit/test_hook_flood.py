@@ -120,3 +120,24 @@ def test_without_a_spool_one_detached_sender_runs_at_a_time(tmp_path):
     assert max(alive) <= 4
     pending = tmp_path / "run" / "pending.json"  # the newest, when the sender timed out before taking it
     assert not pending.exists() or json.loads(pending.read_text())["state"] in ("MASTER", "BACKUP")
+
+
+def test_a_dead_engine_leaves_the_transition_to_the_direct_path(event, tmp_path):  # pylint: disable=redefined-outer-name
+    """The engine's FIFO with no reader (the engine died): the hook takes its file back and tells the minion
+    itself; with the engine reading, the transition stays spooled for it."""
+    spool = tmp_path / "spool"
+    spool.mkdir(mode=0o700)
+    os.mkfifo(spool / "wake", 0o600)
+    conf = full_conf(event, spool)
+    payload = {"state": "MASTER", "vhid": 9, "iface": "lo", "source": "devd", "timestamp": 1}
+
+    assert not event.spool(payload, conf)
+    assert sorted(p.name for p in spool.iterdir()) == ["wake"]
+
+    engine = os.open(spool / "wake", os.O_RDWR | os.O_NONBLOCK)  # as the engine holds it
+    try:
+        assert event.spool(payload, conf)
+        assert os.read(engine, 16) == b"!"
+    finally:
+        os.close(engine)
+    assert sorted(p.name for p in spool.iterdir()) == ["carp-009.json", "wake"]

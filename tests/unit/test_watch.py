@@ -95,3 +95,10 @@ def test_a_failed_ship_on_the_master_is_retried_every_retry_seconds():
     assert w.decide(failed, 100, CONF, 10) == [("ship", "the last ship failed")]
     assert w.decide(dict(failed, asked={"the last ship failed": 95}), 100, CONF, 10) == []
     assert w.decide(dict(seen("BACKUP", False), ship_failed=True), 100, CONF, 10) == []
+
+
+def test_a_released_vip_keeps_the_probe_going_on_a_backup():
+    released = dict(seen("BACKUP", False), vip_released=True)
+    assert w.decide(released, 100, CONF, 10) == [("reconcile", "the VIP is released: probe ProxySQL")]
+    assert w.decide(dict(released, asked={"the VIP is released: probe ProxySQL": 95}), 100, CONF, 10) == []
+    assert w.decide(dict(seen("MASTER", True), vip_released=True), 100, CONF, 10) == []
