@@ -160,6 +160,7 @@ def repair(lab):
         lab.start_master()
     for host in lab.hosts.values():
         host.fix_start()
+        host.unpause()
         host.restore_link()
         if host.sshd.process is None:
             host.start_sshd()
