@@ -236,12 +236,14 @@ class Host:
             self.recorder.stop(signal.SIGTERM, 2)
 
     def start_ucarp(self):
-        """Start ucarp (vhid 9, advbase 1, this host's advskew) with the hook as its scripts."""
+        """Start ucarp (vhid 9, advbase 1, this host's advskew; ``--preempt`` in a lab built
+        with it) with the hook as its scripts."""
         scripts = self.root / "ucarp"
         argv = [netns.which("ucarp"), f"--interface={self.iface}", f"--srcip={self.address}",
                 f"--vhid={VHID}", f"--passfile={scripts / 'password'}", f"--addr={self.lab.vip}",
                 f"--advbase={ADVBASE}", f"--advskew={self.advskew}",
                 f"--upscript={scripts / 'up'}", f"--downscript={scripts / 'down'}", "--shutdown"]
+        argv += ["--preempt"] if self.lab.preempt else []
         self.ucarp = netns.Process(self.namespace, argv, scripts / "ucarp.log",
                                    env={"PROXYSQL_HA_HOOK_CONF": str(self.root / "hook.json")})
         self.ucarp.start()
@@ -251,6 +253,11 @@ class Host:
         """Stop ucarp gracefully: it runs its down-script (--shutdown) and exits."""
         if self.ucarp:
             self.ucarp.stop(signal.SIGTERM, 10)
+
+    def wake_ucarp(self):
+        """SIGCONT to ucarp: undo a freeze the module's release left (the lab's repair)."""
+        if self.ucarp and self.ucarp.running():
+            self.ucarp.send(signal.SIGCONT)
 
     def step_down(self):
         """A planned switchover: ucarp (SIGUSR2) gives up MASTER, pauses 3 s, then listens again."""
