@@ -9,6 +9,7 @@ again, A takes the VIP back (nothing to undo for ucarp) and, without preemption,
 import time
 
 import pytest
+from saltext.proxysql_ha.utils.proxysql_ha_config import defaults as config_defaults
 
 from lab.hosts import HEALTH
 from lab.timeline import first
@@ -16,7 +17,9 @@ from tests.e2e.pair import comparable, ms, proxysql_breaks, state
 
 pytestmark = pytest.mark.e2e
 
-RECONCILE_EVERY = 10  # the reconcile job's interval (proxysql_ha:schedule:reconcile_interval)
+# the reconcile job's interval (proxysql_ha:schedule:reconcile_interval; the lab keeps the
+# default): a node that gave up the VIP probes ProxySQL from that job
+RECONCILE_EVERY = config_defaults("Debian")["schedule"]["reconcile_interval"]
 CARP_DETECTION = 3 * 1 + 1  # ucarp's master-down time at advbase 1, and a second
 
 
