@@ -1574,6 +1574,10 @@ def _release_vip(conf, report, why):
         outcome["released"] = outcome["error"] is None
         if "argv" in (step or {}):
             outcome["ran"] = step["argv"]
+        if outcome["released"] and step.get("freeze"):
+            outcome["frozen"] = _freeze(conf, step["freeze"], report)
+            if outcome["frozen"]:
+                _save_state(conf, VIP_STATE, dict(record, frozen=True), report["errors"])
     if outcome["error"]:
         report["errors"].append(f"cannot give up the VIP: {outcome['error']}")
     event = {"node_id": conf["node_id"], "carp": implementation, "reason": why,
@@ -1586,30 +1590,68 @@ def _release_vip(conf, report, why):
 
 
 def _release_step(conf, implementation, params):
-    carp = "proxysql_ha_carp."
-    pid = None
-    if implementation == "ucarp":
-        path = conf["health"]["ucarp_pidfile"]
+    pid = _ucarp_pid(conf) if implementation == "ucarp" else None
+    return _u("proxysql_ha_carp.release_step")(
+        implementation, conf["interface"], conf["vhid"], params=params, pid=pid,
+        track_file=conf["health"]["keepalived_track_file"])
+
+
+def _ucarp_pid(conf):
+    """ucarp's process id, from ``health:ucarp_pidfile``; CommandExecutionError naming it."""
+    path = conf["health"]["ucarp_pidfile"]
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read(64)
+    except OSError as exc:
+        raise CommandExecutionError(
+            f"cannot read ucarp's pid file {path}: {exc.strerror or exc} "
+            "(proxysql_ha:health:ucarp_pidfile)") from exc
+    return _u("proxysql_ha_carp.parse_pid")(text, path)
+
+
+UCARP_LEAVE_SECONDS = 3  # after SIGUSR2 ucarp sleeps 3 s as BACKUP before it listens again
+
+
+def _freeze(conf, argv, report):
+    """
+    Freeze ucarp (``argv``: SIGSTOP) once the VIP has left this interface: a
+    frozen BACKUP neither advertises nor preempts the peer back while ProxySQL
+    is down (proxysql_ha_carp). Never while the VIP is still here (a frozen
+    MASTER would keep it with nobody advertising): after min(``health:grace``,
+    3 s) ucarp is left as it is and the next run signals it again. True when frozen.
+    """
+    deadline = time.monotonic() + min(conf["health"]["grace"], UCARP_LEAVE_SECONDS)
+    while True:
         try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read(64)
-        except OSError as exc:
-            raise CommandExecutionError(
-                f"cannot read ucarp's pid file {path}: {exc.strerror or exc} "
-                "(proxysql_ha:health:ucarp_pidfile)") from exc
-        pid = _u(carp + "parse_pid")(text, path)
-    return _u(carp + "release_step")(implementation, conf["interface"], conf["vhid"],
-                                     params=params, pid=pid,
-                                     track_file=conf["health"]["keepalived_track_file"])
+            left = _read_role(conf) != "MASTER"
+        except CommandExecutionError:
+            left = False
+        if left or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    if not left:
+        report["errors"].append("ucarp still holds the VIP after SIGUSR2: not frozen, "
+                                "signalled again on the next run")
+        return False
+    error = _vip_step(conf, {"argv": argv})
+    if error:
+        report["errors"].append(f"cannot keep ucarp from taking the VIP back: {error}")
+    return error is None
 
 
 def _reclaim_vip(conf, report, vip):
     """Undo the release: ProxySQL runs again and the hold-down is over. Fires ``vip/reclaimed``."""
     implementation = vip.get("carp")
     try:
+        pid = None
+        if implementation == "ucarp":
+            try:
+                pid = _ucarp_pid(conf)
+            except CommandExecutionError:  # no ucarp runs: none frozen to wake
+                pid = None
         step = _u("proxysql_ha_carp.reclaim_step")(
             implementation, conf["interface"], conf["vhid"], params=vip.get("params"),
-            track_file=conf["health"]["keepalived_track_file"]) if implementation else None
+            track_file=conf["health"]["keepalived_track_file"], pid=pid) if implementation else None
         error = _vip_step(conf, step)
     except CommandExecutionError as exc:
         error = str(exc)

@@ -100,11 +100,18 @@ def _addresses(data):
 # undo puts back the advskew read before the release. In VRRPv3 mode
 # (FreeBSD 15) the same is done with ``vrrpprio``.
 #
-# ucarp: SIGUSR2 makes it drop to BACKUP. With a healthy peer advertising, it
-# stays BACKUP (it preempts only with a better advskew than the peer's); the
-# module sends the signal again on every run that finds the node MASTER with
-# ProxySQL still down (ucarp re-takes the VIP when the peer falls silent, which
-# is then the only choice left). Nothing to undo: ucarp takes part as before.
+# ucarp: SIGUSR2 makes it drop to BACKUP (it runs its down-script), sleep 3 s
+# and listen again (ucarp's carp.c, ``case 2`` of its main loop). It has no
+# way to lower its priority at run time: with ``--preempt`` and a better
+# advskew than the peer's it takes the VIP straight back at the peer's first
+# advertisement (``preempt != 0 && timercmp(&sc_tv, &ch_tv, <)``: "Putting
+# MASTER down - preemption"), ProxySQL still down. So once the VIP has left
+# the interface the module freezes ucarp (SIGSTOP: a BACKUP that says nothing
+# and takes nothing), with or without preemption; taking the VIP back is
+# SIGCONT, and ucarp's own rules decide from there (with preemption and the
+# better advskew it becomes MASTER again; without, it stays BACKUP). The module
+# sends SIGUSR2 again on every run that finds the node MASTER with ProxySQL
+# still down (ucarp was restarted, or the VIP did not leave in time to freeze).
 #
 # keepalived: a ``track_file`` the module writes: ``1`` while released, ``0``
 # otherwise; with ``weight 0`` keepalived puts the instance in FAULT while the
@@ -152,26 +159,27 @@ def release_step(implementation, interface, vhid, params=None, pid=None, track_f
         else:
             knob = ["advskew", str(DEMOTED_ADVSKEW)]
         return {"argv": ["ifconfig", interface, "vhid", str(vhid), *knob, "state", "backup"]}
-    if implementation == "ucarp":
-        return {"argv": ["kill", "-USR2", str(_pid(pid))]}
+    if implementation == "ucarp":  # then, once the VIP has left: "freeze"
+        return {"argv": ["kill", "-USR2", str(_pid(pid))], "freeze": ["kill", "-STOP", str(pid)]}
     if implementation == "keepalived":
         return {"write": track_file, "text": "1\n"}
     raise CommandExecutionError(f"no way to give up the VIP with {implementation!r}")
 
 
-def reclaim_step(implementation, interface, vhid, params=None, track_file=None):
+def reclaim_step(implementation, interface, vhid, params=None, track_file=None, pid=None):
     """
-    What undoes :func:`release_step`: the same shapes, or None (ucarp: nothing
-    to undo). ``params``: those read before the release.
+    What undoes :func:`release_step`: the same shapes, or None (ucarp without
+    a ``pid``: no ucarp runs, nothing frozen to wake). ``params``: those read
+    before the release.
     """
+    if implementation == "ucarp":
+        return {"argv": ["kill", "-CONT", str(_pid(pid))]} if pid is not None else None
     if implementation == "freebsd":
         if params["proto"] == "vrrp":
             knob = ["vrrpprio", str(params["prio"])]
         else:
             knob = ["advskew", str(params["advskew"])]
         return {"argv": ["ifconfig", interface, "vhid", str(vhid), *knob]}
-    if implementation == "ucarp":
-        return None
     if implementation == "keepalived":
         return {"write": track_file, "text": "0\n"}
     raise CommandExecutionError(f"no way to take the VIP back with {implementation!r}")

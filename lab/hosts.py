@@ -34,16 +34,37 @@ WRAPPER = """#!/bin/sh
 echo "$(date +%s.%N) {direction} $*" >> {log}
 exec {python} {hook} --ucarp-{direction} "$@"
 """
-# The lab's ProxySQL start command: the stand-in's, unless the file ``broken`` names exists
-# (``Host.break_start``): then it fails as a ProxySQL that cannot start does.
-START_GATE = """#!{python}
-import os
-import sys
-
-if os.path.exists(sys.argv[1]):
-    print("proxysql could not start (the lab broke its start)", file=sys.stderr)
-    sys.exit(1)
-os.execv(sys.argv[2], sys.argv[2:])
+# The lab's ProxySQL service commands (start, stop, status): the stand-in's, through this gate.
+# start fails while the file ``broken`` names exists (``Host.break_start``), as a ProxySQL that
+# cannot start does. A one-shot pause (``Host.pause_at``, test support only: nothing is armed
+# unless a test arms it) holds one command before or after it runs, while the host's role is the
+# one the arming file names: the gate notes its pid in ``paused`` and sleeps until the test kills
+# the salt-minion and it (a crash at that point of a transition). Shell, not Python: it runs on
+# every status call.
+SERVICE_GATE = """#!/bin/sh
+verb=$1; shift
+if [ "$verb" = start ] && [ -e {broken} ]; then
+    echo "proxysql could not start (the lab broke its start)" >&2
+    exit 1
+fi
+when=""
+for at in before after; do
+    arm={gates}/$verb-$at
+    if [ -e "$arm" ]; then
+        if {ip} -o addr show dev {iface} | grep -qF " {vip}/"; then role=MASTER; else role=BACKUP; fi
+        if [ "$role" = "$(cat "$arm" 2>/dev/null)" ] && mv "$arm" "$arm.taken" 2>/dev/null; then
+            when=$at
+        fi
+    fi
+done
+pause() {{
+    echo "$$ $verb $when" > {gates}/paused.tmp && mv {gates}/paused.tmp {gates}/paused
+    exec sleep 300
+}}
+[ "$when" = before ] && pause
+[ "$when" = after ] || exec "$@"
+"$@"
+pause
 """
 HEALTH = {"carp": "ucarp", "grace": 2, "hold_down": 5}  # the VIP follows ProxySQL, quickly
 
@@ -79,6 +100,7 @@ class Host:
         self.transitions_log = self.root / "ucarp" / "transitions.log"
         self.ucarp_pidfile = self.root / "ucarp" / "ucarp.pid"
         self.start_broken = self.root / "start-broken"
+        self.gates = self.root / "gates"  # the service gate's one-shot pauses (Host.pause_at)
         self.events_file = self.root / "events.jsonl"
         self.sshd = None
         self.ucarp = None
@@ -130,8 +152,11 @@ class Host:
             script.write_text(WRAPPER.format(direction=direction, log=self.transitions_log,
                                              python=sys.executable, hook=hook), encoding="utf-8")
             script.chmod(0o755)
-        gate = self.root / "start-gate"
-        gate.write_text(START_GATE.format(python=sys.executable), encoding="utf-8")
+        gate = self.root / "service-gate"
+        self.gates.mkdir(exist_ok=True)
+        gate.write_text(SERVICE_GATE.format(broken=self.start_broken, gates=self.gates,
+                                            ip=netns.which("ip"), iface=self.iface,
+                                            vip=self.lab.vip), encoding="utf-8")
         gate.chmod(0o755)
         password = self.root / "ucarp" / "password"
         password.write_text("lab-carp-secret\n", encoding="utf-8")
@@ -139,9 +164,8 @@ class Host:
 
     def pillar(self):
         """This host's ``proxysql_ha`` pillar: role from the VIP, ssh shipping to the peer."""
-        commands = {verb: self.node.standin_argv(verb) for verb in ("start", "stop", "status")}
-        commands["start"] = [str(self.root / "start-gate"), str(self.start_broken),
-                             *commands["start"]]
+        commands = {verb: [str(self.root / "service-gate"), verb, *self.node.standin_argv(verb)]
+                    for verb in ("start", "stop", "status")}
         return {
             "vhid": VHID,
             "interface": self.iface,
@@ -212,12 +236,14 @@ class Host:
             self.recorder.stop(signal.SIGTERM, 2)
 
     def start_ucarp(self):
-        """Start ucarp (vhid 9, advbase 1, this host's advskew) with the hook as its scripts."""
+        """Start ucarp (vhid 9, advbase 1, this host's advskew; ``--preempt`` in a lab built
+        with it) with the hook as its scripts."""
         scripts = self.root / "ucarp"
         argv = [netns.which("ucarp"), f"--interface={self.iface}", f"--srcip={self.address}",
                 f"--vhid={VHID}", f"--passfile={scripts / 'password'}", f"--addr={self.lab.vip}",
                 f"--advbase={ADVBASE}", f"--advskew={self.advskew}",
                 f"--upscript={scripts / 'up'}", f"--downscript={scripts / 'down'}", "--shutdown"]
+        argv += ["--preempt"] if self.lab.preempt else []
         self.ucarp = netns.Process(self.namespace, argv, scripts / "ucarp.log",
                                    env={"PROXYSQL_HA_HOOK_CONF": str(self.root / "hook.json")})
         self.ucarp.start()
@@ -227,6 +253,11 @@ class Host:
         """Stop ucarp gracefully: it runs its down-script (--shutdown) and exits."""
         if self.ucarp:
             self.ucarp.stop(signal.SIGTERM, 10)
+
+    def wake_ucarp(self):
+        """SIGCONT to ucarp: undo a freeze the module's release left (the lab's repair)."""
+        if self.ucarp and self.ucarp.running():
+            self.ucarp.send(signal.SIGCONT)
 
     def step_down(self):
         """A planned switchover: ucarp (SIGUSR2) gives up MASTER, pauses 3 s, then listens again."""
@@ -263,6 +294,42 @@ class Host:
 
     def fix_start(self):
         self.start_broken.unlink(missing_ok=True)
+
+    def pause_at(self, verb, when, role):
+        """
+        Arm a one-shot pause of ProxySQL's ``verb`` command (start, stop, status), ``when``
+        "before" or "after" it runs, the next time it runs while this host is ``role``
+        (MASTER or BACKUP). :meth:`paused` tells when it holds; :meth:`crash_minion` ends it.
+        """
+        self.unpause()
+        (self.gates / f"{verb}-{when}").write_text(role, encoding="utf-8")
+
+    def paused(self):
+        """``(pid, verb, when)`` of the service command the gate holds, or None."""
+        try:
+            pid, verb, when = (self.gates / "paused").read_text(encoding="utf-8").split()
+        except (FileNotFoundError, ValueError):
+            return None
+        return int(pid), verb, when
+
+    def unpause(self):
+        """Disarm every pause and end the command one holds (the lab's repair)."""
+        held = self.paused()
+        if held:
+            netns.with_process(held[0], signal.SIGKILL)
+        for path in self.gates.iterdir():
+            path.unlink(missing_ok=True)
+
+    def crash_minion(self):
+        """
+        The salt-minion crashes: it and its jobs are SIGKILLed, and so is the service command
+        the gate holds (as a killed salt-call's would be). ProxySQL runs on if it runs.
+        """
+        self._stop_recorder()
+        if self.minion:
+            self.minion.kill()
+        netns.kill_matching(self.namespace, str(self.minion_config.parent))
+        self.unpause()
 
     def cut_link(self):
         """Partition the host: its port leaves the bridge (its interface stays up, no carrier loss)."""

@@ -117,6 +117,21 @@ def switch_over(lab, master, backup):
     return asked
 
 
+def proxysql_breaks(lab, master, backup):
+    """
+    ProxySQL dies on ``master`` and cannot start again (the lab's start gate), after a change
+    saved on it reached ``backup``; wait until ``backup`` took over. Returns ``(saved
+    configuration, copy name, when it died, backup's promoted event, master's vip/released
+    event or None)``.
+    """
+    saved, copy, _ = change_arrives(lab, master, backup)
+    master.break_start()
+    died = time.time()
+    assert master.node.standin("stop").returncode == 0
+    promoted = wait_takeover(lab, backup, died)
+    return saved, copy, died, promoted, first(master.events("proxysql_ha/vip/released"), died)
+
+
 # ---- shipping ---------------------------------------------------------------------------
 
 
@@ -160,6 +175,8 @@ def repair(lab):
         lab.start_master()
     for host in lab.hosts.values():
         host.fix_start()
+        host.unpause()
+        host.wake_ucarp()
         host.restore_link()
         if host.sshd.process is None:
             host.start_sshd()
@@ -172,7 +189,8 @@ def repair(lab):
 def known_state(lab):
     """
     Repair the lab, then wait for A MASTER with ProxySQL running and B BACKUP with it stopped
-    (stepping B down when it holds the VIP: ucarp does not preempt), and check that a change
+    (stepping B down when it holds the VIP: the lab's ucarp does not preempt unless built with
+    it), and check that a change
     saved on A reaches B and that A recorded that ship as done (no ssh left in flight).
     """
     a, b = lab.host("a"), lab.host("b")

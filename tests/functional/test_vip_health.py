@@ -5,6 +5,7 @@ the track file the module writes (keepalived itself is exercised in the lab); uc
 the pid in its pid file, here a real process that records the signals it gets.
 """
 
+import os
 import signal
 import subprocess
 import sys
@@ -150,3 +151,61 @@ def test_an_unreadable_ucarp_pid_file_is_an_error_naming_it(pair):
 
     assert report["vip"]["released"] is False
     assert any(f"cannot read ucarp's pid file {missing}" in e for e in report["errors"]), report["errors"]
+
+
+def process_state(pid, wanted=None):
+    """The state letter of ``/proc/<pid>/stat`` (``T``: stopped); with ``wanted``, once it is
+    that (or after 5 s: a signal takes effect when the process is next scheduled)."""
+    for _ in range(100):
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            letter = handle.read().rsplit(")", 1)[1].split()[0]
+        if wanted is None or (letter == "T") == (wanted == "T"):
+            break
+        time.sleep(0.05)
+    return letter
+
+
+def test_ucarp_is_frozen_once_the_vip_left_and_woken_when_the_vip_is_taken_back(pair, fake_ucarp):
+    """With preemption ucarp would take the VIP straight back from the peer: frozen, it cannot."""
+    a = pair.a
+    pidfile, got = fake_ucarp
+    pid = int(pidfile.read_text())
+    with_health(a, start=BROKEN_START, carp="ucarp", ucarp_pidfile=str(pidfile), grace=1, hold_down=0)
+    a.ha  # pylint: disable=pointless-statement  (loads A's loader with this pillar)
+    modules = a.loaders.modules
+    real = modules["network.interfaces"].func  # the function: the wrapper looks its name up again
+
+    def interfaces():  # the down-script removes the VIP once ucarp got SIGUSR2
+        found = real()
+        if got.exists():
+            found = {name: dict(data, inet=[e for e in data.get("inet", []) if e.get("address") != a.vip])
+                     for name, data in found.items()}
+        return found
+
+    modules["network.interfaces"] = interfaces
+    try:
+        released = a.ha.reconcile()["report"]["vip"]
+        frozen = process_state(pid, "T")
+        vip = a.ha.status()["vip"]
+
+        with_health(a, carp="ucarp", ucarp_pidfile=str(pidfile), grace=1, hold_down=0)  # ProxySQL starts again
+        assert a.ha.reconcile()["report"]["started"] is True
+        reclaimed = a.ha.reconcile()["report"]["vip"]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+    assert (released["released"], released["frozen"]) == (True, True) and frozen == "T"
+    assert vip["released"] is True and vip["frozen"] is True
+    assert reclaimed == {"reclaimed": True, "carp": "ucarp"} and process_state(pid, "S") != "T"
+
+
+def test_ucarp_is_never_frozen_while_it_still_holds_the_vip(pair, fake_ucarp):
+    a = pair.a
+    pidfile, _ = fake_ucarp
+    with_health(a, start=BROKEN_START, carp="ucarp", ucarp_pidfile=str(pidfile), grace=1, hold_down=3600)
+
+    report = a.ha.reconcile()["report"]
+
+    assert report["vip"]["released"] is True and report["vip"]["frozen"] is False
+    assert process_state(int(pidfile.read_text())) != "T"
+    assert any("ucarp still holds the VIP after SIGUSR2: not frozen" in e for e in report["errors"])

@@ -62,9 +62,14 @@ def test_freebsd_in_vrrp_mode_demotes_by_priority(sample):
     assert reclaim == {"argv": ["ifconfig", "igb1", "vhid", "9", "vrrpprio", "100"]}
 
 
-def test_ucarp_release_is_sigusr2_to_its_pid_and_has_nothing_to_undo():
-    assert proxysql_ha_carp.release_step("ucarp", "eth0", 9, pid=4242) == {"argv": ["kill", "-USR2", "4242"]}
-    assert proxysql_ha_carp.reclaim_step("ucarp", "eth0", 9) is None
+def test_ucarp_release_is_sigusr2_then_a_freeze_and_the_reclaim_wakes_it():
+    assert proxysql_ha_carp.release_step("ucarp", "eth0", 9, pid=4242) == {
+        "argv": ["kill", "-USR2", "4242"], "freeze": ["kill", "-STOP", "4242"]}
+    assert proxysql_ha_carp.reclaim_step("ucarp", "eth0", 9, pid=4242) == {"argv": ["kill", "-CONT", "4242"]}
+
+
+def test_ucarp_reclaim_without_a_running_ucarp_has_nothing_to_wake():
+    assert proxysql_ha_carp.reclaim_step("ucarp", "eth0", 9, pid=None) is None
 
 
 @pytest.mark.parametrize("pid", [None, 0, 1, -5, True, "42"])
