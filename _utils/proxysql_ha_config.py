@@ -121,6 +121,10 @@ def defaults(os_family, root_dir="/"):
         # The admin interface; None: taken from the live db (admin-mysql_ifaces,
         # admin-admin_credentials), as ProxySQL takes them.
         "admin": {
+            # Use the admin interface: the layer checks (config_not_saved/_not_loaded) and
+            # the health rule (SELECT 1 there, beside the traffic port's accept).
+            "enabled": False,
+            "layer_check_interval": 30,  # s, the engine's layer check on the MASTER; 0: off
             "host": None,
             "port": None,
             "user": None,
@@ -402,6 +406,8 @@ def _check_admin(conf):
         ):
             _fail(f"admin:{key}", "<hidden>" if key == "password" else value,
                   "must be non-empty text without ':', ';', NUL or newline")
+    _bool(conf, "admin:enabled")
+    _number(conf, "admin:layer_check_interval", 0, 86400)
     _int(conf, "admin:connect_timeout", 1, 60)
     _number(conf, "admin:query_timeout", 0.5, 600)
     if admin["query_timeout"] < admin["connect_timeout"]:

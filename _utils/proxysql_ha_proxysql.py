@@ -125,6 +125,22 @@ def accepts(address, timeout=CONNECT_TIMEOUT):
         return str(exc) or type(exc).__name__
 
 
+def healthy(answers, traffic, probe=accepts):
+    """
+    The health rule where ProxySQL's admin interface is used: its admin answers
+    (``answers()``: ``SELECT 1``, bounded by the caller) and its traffic port
+    accepts (``traffic()``: the address, or None to skip the probe). A traffic
+    address that cannot be resolved skips the probe: the admin answered.
+    """
+    if not answers():
+        return False
+    try:
+        address = traffic()
+    except (CommandExecutionError, ValueError):
+        return True
+    return address is None or probe(address) is None
+
+
 # ---- control -----------------------------------------------------------------------
 
 

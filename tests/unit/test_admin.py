@@ -188,7 +188,8 @@ def build(admin_keys):
 
 def test_admin_defaults_leave_address_and_credentials_to_the_live_db():
     conf = build({})
-    assert conf["admin"] == {"host": None, "port": None, "user": None, "password": None,
+    assert conf["admin"] == {"enabled": False, "layer_check_interval": 30,
+                             "host": None, "port": None, "user": None, "password": None,
                              "connect_timeout": 3, "query_timeout": 10.0, "client": None}
 
 
@@ -247,6 +248,28 @@ def test_loaded_to_runtime_but_not_saved_is_not_saved_only():
     })
     assert [(p["problem"], p["modules"]) for p in problems] == [
         ("config_not_saved", ["MYSQL SERVERS", "MYSQL USERS"]), ("config_not_loaded", ["MYSQL USERS"])]
+
+
+def test_each_module_names_the_layer_that_differs_and_the_command_to_run():
+    problems = layers.config_problems({
+        "MYSQL USERS": {"disk": "a", "memory": "b", "runtime": "b"},
+        "MYSQL SERVERS": {"disk": "s", "memory": "t", "runtime": "s"},
+    })
+    saved, loaded = problems
+    assert "MYSQL USERS: runtime differs from disk; run SAVE MYSQL USERS TO DISK" in saved["message"]
+    assert "MYSQL SERVERS: memory differs from disk; run SAVE MYSQL SERVERS TO DISK" in saved["message"]
+    assert loaded["modules"] == ["MYSQL SERVERS"]
+    assert "run LOAD MYSQL SERVERS TO RUNTIME" in loaded["message"]
+
+
+def test_only_a_new_kind_or_a_newly_named_module_is_alerted_again():
+    users = {"problem": "config_not_saved", "modules": ["MYSQL USERS"], "message": "m"}
+    both = dict(users, modules=["MYSQL SERVERS", "MYSQL USERS"])
+    assert layers.new_alerts({}, [users]) == [users]
+    assert layers.new_alerts(layers.seen([users]), [users]) == []
+    assert layers.new_alerts(layers.seen([users]), [both]) == [both]
+    assert layers.new_alerts(layers.seen([both]), [users]) == []  # fewer modules: nothing new
+    assert layers.new_alerts(layers.seen([users]), []) == []
 
 
 def test_unknown_layers_judge_nothing():
