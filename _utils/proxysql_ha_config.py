@@ -57,9 +57,11 @@ def defaults(os_family, root_dir="/"):
     if os_family == "FreeBSD":
         datadir, base, role_source = "/var/db/proxysql", "/var/db/proxysql-ha", "freebsd_carp"
         etc, run = "/usr/local/etc/proxysql-ha", "/var/run"
+        mysql_client = "mariadb1011-client"
     else:
         datadir, base, role_source = "/var/lib/proxysql", "/var/lib/proxysql-ha", "vip"
         etc, run = "/etc/proxysql-ha", "/run"
+        mysql_client = "mariadb-client"
     base, etc = _rooted(root_dir, base), _rooted(root_dir, etc)
     return {
         "vhid": None,
@@ -115,6 +117,8 @@ def defaults(os_family, root_dir="/"):
             "peer_public_key": None,
             "peer_host_key": None,
             "restart_minion": True,
+            # The MySQL client the admin client runs (admin:enabled); null: not installed.
+            "mysql_client_package": mysql_client,
             "ucarp": {"src_ip": None, "password": None, "advbase": 1, "advskew": 0,
                       "preempt": True, "prefix": 32},
         },
@@ -437,6 +441,8 @@ def _check_formula(conf):
             _fail(f"formula:{key}", formula[key],
                   "must be one OpenSSH public key: '<type> <base64> [comment]'")
     _bool(conf, "formula:restart_minion")
+    if formula["mysql_client_package"] is not None:
+        _match(conf, "formula:mysql_client_package", _NAME_RE, "a package name")
     ucarp = formula["ucarp"]
     if ucarp["src_ip"] is not None:
         try:
