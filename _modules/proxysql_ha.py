@@ -316,9 +316,9 @@ def _control(conf):
     def verb(name):
         return lambda: run_service(conf, name, run_all, lookup)
 
-    traffic = _u("proxysql_ha_proxysql.traffic_address")
+    traffic, parse = _u("proxysql_ha_proxysql.traffic_address"), _u("proxysql_ha_admin.parse_ifaces")
     return {"status": verb("status"), "start": verb("start"), "stop": verb("stop"),
-            "traffic": lambda: traffic(conf["proxysql"]["traffic_address"], _live(conf))}
+            "traffic": lambda: traffic(conf["proxysql"]["traffic_address"], _live(conf), parse)}
 
 
 def _service(conf, verb):

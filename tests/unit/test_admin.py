@@ -145,9 +145,20 @@ def test_the_admin_address_is_the_first_interface(value, expected):
 
 
 @pytest.mark.parametrize("value", ["", "nohost", "host:0", "host:99999", None])
-def test_an_unusable_interface_is_refused_naming_the_pillar_keys(value):
-    with pytest.raises(SaltInvocationError, match="admin:host"):
+def test_an_unusable_interface_is_refused_naming_it(value):
+    with pytest.raises(ValueError, match="empty|host:port"):
         admin.parse_ifaces(value)
+
+
+def test_an_unusable_admin_interface_in_the_db_names_the_pillar_keys(tmp_path):
+    db = tmp_path / "proxysql.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE global_variables (variable_name VARCHAR NOT NULL PRIMARY KEY, "
+                     "variable_value VARCHAR NOT NULL)")
+        conn.execute("INSERT INTO global_variables VALUES ('admin-mysql_ifaces', 'nohost')")
+    conn.close()
+    with pytest.raises(SaltInvocationError, match="admin-mysql_ifaces.*admin:host"):
+        admin.params_from_db(db)
 
 
 def test_the_credentials_are_the_first_pair():
