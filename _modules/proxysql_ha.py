@@ -2037,8 +2037,11 @@ def status():
     this says whose copy won), the newest local backup (age, generation,
     valid), the last ship, the newest valid received backup, ``diverged`` (on
     a node back as BACKUP: the changes its live db or an unshipped backup holds
-    that the pair's MASTER lacks, row by row; see :func:`diff`), and the
-    problems found (``problems``, each with a ``kind``).
+    that the pair's MASTER lacks, row by row; see :func:`diff`), ``admin``
+    (with ``admin:enabled``: the admin interface's address, never its
+    credentials) and ``admin_reachable``, and the problems found
+    (``problems``, each with a ``kind``; on the MASTER with ``admin:enabled``
+    also ``config_not_saved``/``config_not_loaded`` per module).
 
     CLI Example:
 
