@@ -16,6 +16,12 @@ the engine does the periodic looks itself and asks the minion to run a job
   BACKUP, a BACKUP that released the VIP (the probe that takes it back) asks
   for the reconcile job, a failed last ship on the MASTER for the ship job (a
   lasting condition again every 10 s);
+- every ``admin:layer_check_interval`` s on the MASTER (``admin:enabled``)
+  it compares ProxySQL's configuration layers through the admin interface
+  (one client run, bounded by the connect timeout); a change loaded to
+  runtime but not saved to disk (or edited but not loaded) fires
+  ``proxysql_ha/alert/config_not_saved`` (``config_not_loaded``) naming
+  the modules, once per new finding, and asks for the check job;
 - it relays CARP transitions the hook (``proxysql-ha-event``) drops into
   ``spool``: the newest per vhid, one reconcile job and one event each.
 
@@ -351,6 +357,8 @@ def _look(opts, watch, state, now):
         # a save on a node last seen as BACKUP: it may have become MASTER since that look
         # (a save right after a takeover was dropped as a BACKUP's, and waited for the schedule)
         seen["role"] = state["role"] = _read_role(conf) or state["role"]
+    if conf:
+        _layer_check(conf, state, now)
     shipped = True
     bare = {"stop_on_backup": True,
             "schedule": {"ship_job": watch["job"], "reconcile_job": watch["reconcile_job"]}}
@@ -364,6 +372,43 @@ def _look(opts, watch, state, now):
             shipped = shipped and job != watch["job"]
     if shipped:
         state["last"] = current
+
+
+def _layer_check(conf, state, now):
+    """
+    Every ``admin:layer_check_interval`` s on the MASTER: the layer checks
+    (``proxysql_ha_layers.config_problems``) over one admin client run, kept
+    short (the connect timeout bounds it: this loop also relays CARP
+    transitions). A new finding fires its alert and asks for the check job, so
+    that metrics and the beacon follow; the same finding is not fired again.
+    """
+    admin = conf.get("admin") or {}
+    interval = admin.get("layer_check_interval") or 0
+    if not (admin.get("enabled") and interval) or now < state.get("next_layer_check", 0.0):
+        return
+    state["next_layer_check"] = now + interval
+    if state["role"] != "MASTER":
+        state["layers_seen"] = {}
+        return
+    try:
+        params = _util("proxysql_ha_admin.resolve")(admin, os.path.join(conf["datadir"],
+                                                                         "proxysql.db"))
+        params["query_timeout"] = min(params["query_timeout"], params["connect_timeout"] + 2)
+        problems = _util("proxysql_ha_layers.config_problems")(
+            _util("proxysql_ha_admin.layer_digests")(params))
+    except Exception as exc:  # pylint: disable=broad-except  # the check job reports it
+        log.debug("proxysql_ha engine: layer check not made: %s", exc)
+        return
+    fresh = _util("proxysql_ha_layers.new_alerts")(state.get("layers_seen"), problems)
+    state["layers_seen"] = _util("proxysql_ha_layers.seen")(problems)
+    for problem in fresh:
+        log.warning("proxysql_ha engine: %s: %s", problem["problem"], problem["message"])
+        _fire(__opts__, {"kind": problem["problem"], "modules": problem["modules"],
+                         "message": problem["message"], "node_id": conf["node_id"],
+                         "role": "MASTER"},
+              f"proxysql_ha/alert/{problem['problem']}", master=True)
+    if fresh:
+        _ask(__opts__, conf["schedule"]["check_job"])
 
 
 def _compile(state):

@@ -320,11 +320,11 @@ def _control(conf):
     def verb(name):
         return lambda: run_service(conf, name, run_all, lookup)
 
-    traffic = _u("proxysql_ha_proxysql.traffic_address")
+    traffic, parse = _u("proxysql_ha_proxysql.traffic_address"), _u("proxysql_ha_admin.parse_ifaces")
     status = verb("status")
     return {"status": lambda: _pid_status(conf, status), "start": verb("start"),
             "stop": verb("stop"),
-            "traffic": lambda: traffic(conf["proxysql"]["traffic_address"], _live(conf))}
+            "traffic": lambda: traffic(conf["proxysql"]["traffic_address"], _live(conf), parse)}
 
 
 def _pid_status(conf, status_command):
@@ -376,8 +376,20 @@ def _service(conf, verb):
     return _control(conf)[verb]()
 
 
-def _running(conf):
-    return _service(conf, "status")
+def _running(conf, role=None, admin=None):
+    """
+    Whether ProxySQL runs: its service status; on a MASTER where the admin
+    interface is used (``admin``, from :func:`_admin`), also ``SELECT 1`` there
+    and its traffic port's accept (the health rule the VIP follows).
+    """
+    running = _service(conf, "status")
+    if admin is not None:
+        admin["service_running"] = running
+    if not running or role != "MASTER" or admin is None or admin["params"] is None:
+        return running
+    _admin_answers(admin)  # asked here: the utils call back from a loader without __utils__
+    return _u("proxysql_ha_proxysql.healthy")(lambda: admin["reachable"],
+                                              _control(conf)["traffic"])
 
 
 def _serving(conf, running):
@@ -405,6 +417,74 @@ def _stop(conf, running=None):
     control = _control(conf)
     return _u("proxysql_ha_proxysql.stop")(
         control["status"], control["stop"], conf["service"]["timeout"], running)
+
+
+# ---- ProxySQL's admin interface (the client: _utils/proxysql_ha_admin.py) ----------
+
+
+def _admin(conf):
+    """
+    The admin interface for this call, resolved once (pillar ``admin:`` keys,
+    else the live db): ``{"address", "params", "reachable", "error"}``, or None
+    when ``admin:enabled`` is false. ``params`` None: it could not be resolved
+    (``error`` says why); ``reachable`` None: not asked yet.
+    """
+    if not conf["admin"]["enabled"]:
+        return None
+    try:
+        params = _u("proxysql_ha_admin.resolve")(conf["admin"], _live(conf))
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        return {"address": None, "params": None, "reachable": False, "error": str(exc)}
+    return {"address": _u("proxysql_ha_admin.where")(params), "params": params,
+            "reachable": None, "error": None}
+
+
+def _admin_answers(admin):
+    """
+    Whether the admin interface answers ``SELECT 1``, asked once per call and
+    bounded by its connect timeout (the health rule is in the failover path).
+    """
+    if admin["reachable"] is None:
+        params = admin["params"]
+        quick = dict(params, query_timeout=min(params["query_timeout"],
+                                               params["connect_timeout"] + 1))
+        try:
+            admin["reachable"] = _u("proxysql_ha_admin.ping")(quick)
+        except (CommandExecutionError, SaltInvocationError) as exc:
+            admin.update(reachable=False, error=str(exc))
+    return admin["reachable"]
+
+
+def _admin_problems(report, admin):
+    """
+    ``admin_unreachable`` where the admin interface is used and ProxySQL runs
+    but the admin does not answer; on the MASTER, the layer checks
+    (``config_not_saved``, ``config_not_loaded``, per module; one client run).
+    Never saves anything: the messages say what the operator should run.
+    """
+    if admin is None or admin.get("service_running") is False:
+        return []
+    if _admin_answers(admin) and report["role"] == "MASTER":
+        try:
+            digests = _u("proxysql_ha_admin.layer_digests")(admin["params"])
+        except (CommandExecutionError, SaltInvocationError) as exc:
+            admin.update(reachable=False, error=str(exc))
+        else:
+            return [dict(kind=p["problem"], modules=p["modules"], message=p["message"])
+                    for p in _u("proxysql_ha_layers.config_problems")(digests)]
+    if admin["reachable"]:
+        return []
+    return [{"kind": "admin_unreachable", "address": admin["address"],
+             "message": f"ProxySQL's admin interface ({admin['address'] or 'address unknown'}) "
+                        f"does not answer: {admin['error']}; the layer checks were not made "
+                        "(pillar proxysql_ha:admin)"}]
+
+
+def _admin_report(admin):
+    """What ``status`` shows of the admin interface: its address, never its credentials."""
+    if admin is None:
+        return {"enabled": False}
+    return {"enabled": True, "address": admin["address"], "error": admin["error"]}
 
 
 # ---- judging backups -------------------------------------------------------------
@@ -1841,7 +1921,7 @@ def _facts(conf, role, schedule=True):
     without ``schedule`` the minion's schedule is not listed (taken as in line)."""
     journal = _state(conf, JOURNAL)
     live_state = _source_or_none(conf)
-    running = _running(conf)
+    running = _running(conf, role, _admin(conf))
     return {
         "role": role,
         "running": running,
@@ -2057,8 +2137,11 @@ def status():
     this says whose copy won), the newest local backup (age, generation,
     valid), the last ship, the newest valid received backup, ``diverged`` (on
     a node back as BACKUP: the changes its live db or an unshipped backup holds
-    that the pair's MASTER lacks, row by row; see :func:`diff`), and the
-    problems found (``problems``, each with a ``kind``).
+    that the pair's MASTER lacks, row by row; see :func:`diff`), ``admin``
+    (with ``admin:enabled``: the admin interface's address, never its
+    credentials) and ``admin_reachable``, and the problems found
+    (``problems``, each with a ``kind``; on the MASTER with ``admin:enabled``
+    also ``config_not_saved``/``config_not_loaded`` per module).
 
     CLI Example:
 
@@ -2080,8 +2163,9 @@ def _status(conf):
     except CommandExecutionError as exc:
         report["role"] = None
         problems.append({"kind": "role_unreadable", "message": str(exc)})
+    admin = _admin(conf)
     try:
-        report["proxysql_running"] = _running(conf)
+        report["proxysql_running"] = _running(conf, report["role"], admin)
     except CommandExecutionError as exc:
         report["proxysql_running"] = None
         problems.append({"kind": "proxysql_unknown", "message": str(exc)})
@@ -2092,6 +2176,9 @@ def _status(conf):
         problems.append({"kind": "proxysql_unknown", "message": str(exc)})
     unread = bool(problems)  # the role or ProxySQL's state: what status must read
     problems.extend(_setup_problems(conf))
+    problems.extend(_admin_problems(report, admin))
+    report["admin"] = _admin_report(admin)
+    report["admin_reachable"] = admin and admin["reachable"]
     report["live"] = _live_origin(conf)
     report["acting_as"] = (_state(conf, ROLE_STATE) or {}).get("role")
     report["vip"] = _state(conf, VIP_STATE) or {"released": False}

@@ -83,25 +83,40 @@ def __virtual__():
 
 # --- defaults: where ProxySQL takes its admin address and credentials ---------------------
 
-def parse_ifaces(value):
+# Wildcard hosts of a listener, and the loopback address a local client reaches them at.
+WILDCARDS = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "*": "127.0.0.1", "::": "::1"}
+
+
+def parse_ifaces(value, tcp=False, default=None):
     """
-    The address a local client reaches from ``admin-mysql_ifaces`` (its first
-    ``;``-separated entry): ``(host, port)``, or ``(socket_path, None)``.
-    ``0.0.0.0`` and ``::`` (listen everywhere) become the loopback address.
+    The address a local client reaches from a ProxySQL ``*_ifaces`` list
+    (``admin-mysql_ifaces``, ``mysql-interfaces``): ``;``-separated entries,
+    empty ones skipped, as ProxySQL tokenizes them. The first entry (``tcp``:
+    the first TCP entry, socket paths skipped) as ``(host, port)``, a wildcard
+    host as the loopback address of its family and IPv6 in brackets, or
+    ``(socket_path, None)``. An empty list gives ``default`` parsed, or is an
+    error. Pure; ValueError naming the value.
     """
-    if not isinstance(value, str) or not value.strip():
-        raise SaltInvocationError(f"admin-mysql_ifaces = {value!r}: empty; set pillar admin:host")
-    first = value.split(";")[0].strip()
+    entries = [e.strip() for e in value.split(";") if e.strip()] if isinstance(value, str) else []
+    if tcp and entries:
+        entries = [e for e in entries if not e.startswith("/")]
+        if not entries:
+            raise ValueError(f"{value!r} has only unix socket paths, no host:port")
+    if not entries:
+        if default is None:
+            raise ValueError(f"{value!r} is empty")
+        entries = [default]
+    first = entries[0]
     if first.startswith("/"):
         return first, None
-    match = re.fullmatch(r"\[?([0-9A-Za-z_.:-]+?)\]?:(\d{1,5})", first)
-    if not match or not 0 < int(match.group(2)) < 65536:
-        raise SaltInvocationError(
-            f"admin-mysql_ifaces = {value!r}: first entry is not host:port or a socket path; "
-            "set pillar admin:host and admin:port"
-        )
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(match.group(1), match.group(1))
-    return host, int(match.group(2))
+    host, sep, port = first.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{first!r} is not host:port (write an IPv6 host in brackets)")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or "[" in host or "]" in host:
+        raise ValueError(f"{first!r} is not host:port or a unix socket path")
+    return WILDCARDS.get(host, host), int(port)
 
 
 def parse_credentials(value):
@@ -135,7 +150,11 @@ def params_from_db(path):
             f"cannot read the admin address and credentials from {path}: {exc}; "
             "set pillar admin:host, port, user and password"
         ) from exc
-    host, port = parse_ifaces(rows.get("admin-mysql_ifaces", "0.0.0.0:6032"))
+    try:
+        host, port = parse_ifaces(rows.get("admin-mysql_ifaces", "0.0.0.0:6032"))
+    except ValueError as exc:
+        raise SaltInvocationError(f"admin-mysql_ifaces of {path}: {exc}; set pillar admin:host "
+                                  "and admin:port") from exc
     user, password = parse_credentials(rows.get("admin-admin_credentials", "admin:admin"))
     return {"host": host, "port": port, "user": user, "password": password}
 

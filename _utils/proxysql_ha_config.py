@@ -57,9 +57,11 @@ def defaults(os_family, root_dir="/"):
     if os_family == "FreeBSD":
         datadir, base, role_source = "/var/db/proxysql", "/var/db/proxysql-ha", "freebsd_carp"
         etc, run = "/usr/local/etc/proxysql-ha", "/var/run"
+        mysql_client = "mariadb1011-client"
     else:
         datadir, base, role_source = "/var/lib/proxysql", "/var/lib/proxysql-ha", "vip"
         etc, run = "/etc/proxysql-ha", "/run"
+        mysql_client = "mariadb-client"
     base, etc = _rooted(root_dir, base), _rooted(root_dir, etc)
     return {
         "vhid": None,
@@ -117,12 +119,18 @@ def defaults(os_family, root_dir="/"):
             "peer_public_key": None,
             "peer_host_key": None,
             "restart_minion": True,
+            # The MySQL client the admin client runs (admin:enabled); null: not installed.
+            "mysql_client_package": mysql_client,
             "ucarp": {"src_ip": None, "password": None, "advbase": 1, "advskew": 0,
                       "preempt": True, "prefix": 32},
         },
         # The admin interface; None: taken from the live db (admin-mysql_ifaces,
         # admin-admin_credentials), as ProxySQL takes them.
         "admin": {
+            # Use the admin interface: the layer checks (config_not_saved/_not_loaded) and
+            # the health rule (SELECT 1 there, beside the traffic port's accept).
+            "enabled": False,
+            "layer_check_interval": 30,  # s, the engine's layer check on the MASTER; 0: off
             "host": None,
             "port": None,
             "user": None,
@@ -404,6 +412,8 @@ def _check_admin(conf):
         ):
             _fail(f"admin:{key}", "<hidden>" if key == "password" else value,
                   "must be non-empty text without ':', ';', NUL or newline")
+    _bool(conf, "admin:enabled")
+    _number(conf, "admin:layer_check_interval", 0, 86400)
     _int(conf, "admin:connect_timeout", 1, 60)
     _number(conf, "admin:query_timeout", 0.5, 600)
     if admin["query_timeout"] < admin["connect_timeout"]:
@@ -433,6 +443,8 @@ def _check_formula(conf):
             _fail(f"formula:{key}", formula[key],
                   "must be one OpenSSH public key: '<type> <base64> [comment]'")
     _bool(conf, "formula:restart_minion")
+    if formula["mysql_client_package"] is not None:
+        _match(conf, "formula:mysql_client_package", _NAME_RE, "a package name")
     ucarp = formula["ucarp"]
     if ucarp["src_ip"] is not None:
         try:

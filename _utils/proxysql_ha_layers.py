@@ -30,32 +30,46 @@ def config_problems(layers):
     """
     ``config_not_saved`` (memory or runtime differs from disk: a failover would
     lose the change) and ``config_not_loaded`` (memory differs from runtime:
-    ProxySQL does not run what the admin edited), each naming its modules.
+    ProxySQL does not run what the admin edited), each naming its modules and,
+    per module, which layer differs and the command that settles it. Never
+    suggests saving for the operator: the message says what to run.
     """
-    not_saved = sorted(
-        module for module, lay in layers.items()
-        if _differs(lay.get("memory"), lay.get("disk"))
-        or _differs(lay.get("runtime"), _shaped(lay, "disk"))
-    )
-    not_loaded = sorted(
-        module for module, lay in layers.items()
-        if _differs(_shaped(lay, "memory"), lay.get("runtime"))
-    )
+    not_saved, not_loaded = {}, {}
+    for module, lay in sorted(layers.items()):
+        if _differs(lay.get("runtime"), _shaped(lay, "disk")):
+            not_saved[module] = f"{module}: runtime differs from disk; run SAVE {module} TO DISK"
+        elif _differs(lay.get("memory"), lay.get("disk")):
+            not_saved[module] = (f"{module}: memory differs from disk; run SAVE {module} TO DISK "
+                                 f"(or LOAD {module} FROM DISK to drop the edit)")
+        if _differs(_shaped(lay, "memory"), lay.get("runtime")):
+            not_loaded[module] = (f"{module}: memory differs from runtime; run LOAD {module} TO "
+                                  f"RUNTIME (or SAVE {module} FROM RUNTIME to drop the edit)")
     problems = []
     if not_saved:
         problems.append({
-            "problem": "config_not_saved", "modules": not_saved,
-            "message": f"changed in memory or runtime but not saved to disk: {', '.join(not_saved)}; "
-                       "a failover would lose it (SAVE <module> TO DISK, or LOAD <module> FROM DISK "
-                       "to drop it)",
+            "problem": "config_not_saved", "modules": list(not_saved),
+            "message": "; ".join(not_saved.values()) + ": a failover would lose it",
         })
     if not_loaded:
         problems.append({
-            "problem": "config_not_loaded", "modules": not_loaded,
-            "message": f"memory differs from runtime: {', '.join(not_loaded)} "
-                       "(LOAD <module> TO RUNTIME, or SAVE <module> FROM RUNTIME)",
+            "problem": "config_not_loaded", "modules": list(not_loaded),
+            "message": "; ".join(not_loaded.values()),
         })
     return problems
+
+
+def new_alerts(previous, problems):
+    """
+    The problems to alert on now: those whose kind is new or names a module it
+    did not name at the last look (``previous``: ``{kind: [modules]}``). Pure.
+    """
+    return [p for p in problems
+            if not set(p["modules"]) <= set((previous or {}).get(p["problem"]) or ())]
+
+
+def seen(problems):
+    """``{kind: [modules]}`` of ``problems``, what :func:`new_alerts` compares with next time."""
+    return {p["problem"]: p["modules"] for p in problems}
 
 
 def restore_problems(installed, runtime):

@@ -33,45 +33,13 @@ __virtualname__ = "proxysql_ha_proxysql"
 DEFAULT_INTERFACES = "0.0.0.0:6033"
 CONNECT_TIMEOUT = 0.5  # seconds per connect attempt; the wait as a whole is service:timeout
 POLL = 0.1
-WILDCARDS = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1", "*": "127.0.0.1"}
 
 
 def __virtual__():
     return __virtualname__
 
 
-# ---- addresses (pure) ----------------------------------------------------------
-
-
-def parse_address(text):
-    """
-    ``(host, port)`` of ``HOST:PORT`` or ``[IPV6]:PORT``; a wildcard host becomes
-    the loopback address of its family. Raises ValueError naming the text.
-    """
-    if not isinstance(text, str):
-        raise ValueError(f"not a HOST:PORT address: {text!r}")
-    host, sep, port = text.strip().rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"not a HOST:PORT address: {text!r} (write an IPv6 host in brackets)")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"not a HOST:PORT address: {text!r}")
-    return WILDCARDS.get(host, host), int(port)
-
-
-def first_interface(value):
-    """
-    The first TCP entry of a ``mysql-interfaces`` value (``;``-separated, as
-    ``start_listeners()`` tokenizes it); unix socket paths are skipped; empty or
-    None gives ProxySQL's default ``0.0.0.0:6033``.
-    """
-    entries = [e.strip() for e in (value or "").split(";") if e.strip()]
-    tcp = [e for e in entries if not e.startswith("/")]
-    if entries and not tcp:
-        raise ValueError(f"mysql-interfaces {value!r} has only unix sockets: set "
-                         "proxysql_ha:proxysql:traffic_address to host:port or none")
-    return tcp[0] if tcp else DEFAULT_INTERFACES
+# ---- addresses ----------------------------------------------------------------
 
 
 def read_interfaces(live_db):
@@ -92,19 +60,22 @@ def read_interfaces(live_db):
     return row[0] if row else None
 
 
-def traffic_address(setting, live_db):
+def traffic_address(setting, live_db, parse_ifaces):
     """
     ``(host, port)`` to probe for ``setting`` (``auto``, ``none`` or
-    ``host:port``), or None for ``none``.
+    ``host:port``), or None for ``none``. ``parse_ifaces``: the one parser of
+    ProxySQL's ``*_ifaces`` lists (``proxysql_ha_admin.parse_ifaces``).
     """
     if setting == "none":
         return None
-    if setting == "auto":
-        try:
-            return parse_address(first_interface(read_interfaces(live_db)))
-        except ValueError as exc:
-            raise CommandExecutionError(f"traffic address of {live_db}: {exc}") from exc
-    return parse_address(setting)
+    try:
+        if setting == "auto":
+            return parse_ifaces(read_interfaces(live_db), tcp=True, default=DEFAULT_INTERFACES)
+        return parse_ifaces(setting, tcp=True)
+    except ValueError as exc:
+        where = f"mysql-interfaces of {live_db}" if setting == "auto" else "traffic_address"
+        raise CommandExecutionError(f"{where}: {exc}; set proxysql_ha:proxysql:traffic_address "
+                                    "to host:port or none") from exc
 
 
 def show(address):
@@ -123,6 +94,22 @@ def accepts(address, timeout=CONNECT_TIMEOUT):
             return None
     except OSError as exc:
         return str(exc) or type(exc).__name__
+
+
+def healthy(answers, traffic, probe=accepts):
+    """
+    The health rule where ProxySQL's admin interface is used: its admin answers
+    (``answers()``: ``SELECT 1``, bounded by the caller) and its traffic port
+    accepts (``traffic()``: the address, or None to skip the probe). A traffic
+    address that cannot be resolved skips the probe: the admin answered.
+    """
+    if not answers():
+        return False
+    try:
+        address = traffic()
+    except (CommandExecutionError, ValueError):
+        return True
+    return address is None or probe(address) is None
 
 
 # ---- control -----------------------------------------------------------------------

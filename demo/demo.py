@@ -31,6 +31,7 @@ from lab.timeline import first, restored, stepped  # noqa: E402
 from standin import proxysql_db# noqa: E402
 
 ARRIVAL_SECONDS = 30
+ALERT_SECONDS = 20  # the engine's layer check runs every 2 s in the lab
 FAILOVER_SECONDS = 40
 NOT_NOTICED = []  # the saves the engine did not notice: the demo fails
 MAIN_TABLES = ("mysql_servers", "mysql_replication_hostgroups", "mysql_users",
@@ -114,10 +115,16 @@ def change_reaches_peer(lab, source, target, label):
     """Save a new MySQL user on ``source``; return the saved configuration once ``target`` has it."""
     before = newest_generation(target)
     saved_at = time.time()
-    saved = source.save_change()
-    user = saved["mysql_users"][-1][0]
-    lab.say(f"{label}: SAVE MYSQL USERS TO DISK: user {user} added "
-            "(DELETE and INSERT committed separately, as ProxySQL does)", at=saved_at)
+    user = f"lab_{source.name}_ops"
+    source.admin_session(
+        f"INSERT INTO mysql_users (username, password, default_hostgroup) VALUES "
+        f"('{user}', '{proxysql_db.mysql_native_hash(user)}', 10); "
+        "LOAD MYSQL USERS TO RUNTIME; SAVE MYSQL USERS TO DISK;")
+    saved = source.config()
+    lab.say(f"{label}: an operator's admin session (mariadb client on {label}'s admin interface "
+            f"127.0.0.1:6032): INSERT INTO mysql_users ('{user}'); LOAD MYSQL USERS TO RUNTIME; "
+            "SAVE MYSQL USERS TO DISK (the save: DELETE and INSERT committed separately, as "
+            "ProxySQL does)", at=saved_at)
     name, arrived = wait_for_arrival(lab, target, before)
     noticed = first(source.events("manage_schedule"), saved_at,
                     lambda d: d.get("func") == "run_job" and d.get("name") == "proxysql_ha_ship")
@@ -131,6 +138,42 @@ def change_reaches_peer(lab, source, target, label):
     lab.say(f"{target.name.upper()}: generation {generation(name)} from {source.minion_id} arrived "
             f"{(arrived - saved_at) * 1000:.0f} ms after the save", at=arrived)
     return saved
+
+
+def unsaved_change_alert(lab, a, b):
+    """
+    A change loaded to runtime but not saved on A: the engine's layer check alerts it naming
+    MYSQL USERS, ``check`` says what to run; the operator saves and it clears. Returns A's
+    configuration once B has the saved change.
+    """
+    chapter("2b. A change loaded to runtime but not saved: the alert, before any failover")
+    user = f"lab_{a.name}_ops"  # the user change_reaches_peer added
+    since = time.time()
+    a.admin_session(f"UPDATE mysql_users SET max_connections = 500 WHERE username = '{user}'; "
+                    "LOAD MYSQL USERS TO RUNTIME;")
+    lab.say(f"A: admin session: UPDATE mysql_users SET max_connections = 500 WHERE username = "
+            f"'{user}'; LOAD MYSQL USERS TO RUNTIME (and no SAVE)", at=since)
+    alert = lab.wait_until(
+        lambda: first(a.events("proxysql_ha/alert/config_not_saved"), since),
+        ALERT_SECONDS, "the engine's config_not_saved alert on A", interval=0.1)
+    lab.say(f"A: engine fired proxysql_ha/alert/config_not_saved ({delta(alert['t'], since)}): "
+            f"{alert['data']['message']}", at=alert["t"])
+    healthy, _ = a.salt_call("proxysql_ha.check")
+    status, _ = a.salt_call("proxysql_ha.status")
+    kinds = [p["kind"] for p in status["problems"]]
+    lab.say(f"A: salt-call proxysql_ha.check -> {healthy}; problems {kinds}; admin "
+            f"{status['admin']['address']} reachable {status['admin_reachable']}")
+    before = newest_generation(b)
+    saved_at = time.time()
+    a.admin_session("SAVE MYSQL USERS TO DISK;")
+    lab.say("A: the operator runs SAVE MYSQL USERS TO DISK", at=saved_at)
+    wait_for_arrival(lab, b, before)
+    healthy, _ = a.salt_call("proxysql_ha.check")
+    lab.say(f"A: salt-call proxysql_ha.check -> {healthy}: the alert cleared; B has the saved "
+            "change")
+    if "config_not_saved" not in kinds or healthy is not True:
+        NOT_NOTICED.append("A's unsaved change")
+    return a.config()
 
 
 def a_dies(lab, a, b):
@@ -276,6 +319,7 @@ def main():
             a_ships(lab, a, b)
             chapter("2. A configuration change saved on A reaches B")
             last_a = change_reaches_peer(lab, a, b, "A")
+            last_a = unsaved_change_alert(lab, a, b)
             a_dies(lab, a, b)
             ok = compare(lab, b, last_a, "A")
             last_b = a_returns(lab, a, b)

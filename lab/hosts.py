@@ -15,9 +15,13 @@ A host's files live in ``<lab dir>/<name>/``::
 """
 
 import json
+import shutil
 import signal
+import subprocess
 import sys
 
+from saltext.proxysql_ha.utils.proxysql_ha_admin import MODULES as ADMIN_MODULES
+from saltext.proxysql_ha.utils.proxysql_ha_admin import parse_batch
 from saltext.proxysql_ha.utils.proxysql_ha_config import defaults as config_defaults
 from saltext.proxysql_ha.utils.proxysql_ha_store import parse_name
 
@@ -67,6 +71,8 @@ pause() {{
 pause
 """
 HEALTH = {"carp": "ucarp", "grace": 2, "hold_down": 5}  # the VIP follows ProxySQL, quickly
+ADMIN_LAYER_CHECK = 2  # s: the engine's layer check on the MASTER (the pillar's default is 30)
+ADMIN_SECONDS = 20  # bound of an operator's admin session
 
 
 class Host:
@@ -184,6 +190,9 @@ class Host:
             "commands": commands,
             "proxysql": {"traffic_address": "auto"},
             "health": dict(HEALTH, ucarp_pidfile=str(self.ucarp_pidfile)),
+            # the admin stand-in answers on the db's admin-mysql_ifaces, admin:admin from the db;
+            # the layer check quickly, so that the demo and the tests see its alert soon
+            "admin": {"enabled": True, "layer_check_interval": ADMIN_LAYER_CHECK},
             "peer": {"transport": "ssh", "host": self.peer.address, "port": 22, "user": "root",
                      "identity_file": str(self.identity), "known_hosts": str(self.known_hosts),
                      "connect_timeout": 2, "timeout": 20},
@@ -370,12 +379,17 @@ class Host:
     def save_change(self, table="mysql_users", rows=None):
         """
         Save a configuration change into the live database the way ProxySQL's ``SAVE ... TO
-        DISK`` does (commit a DELETE, then the INSERT). Without ``rows``, a new MySQL user is
-        added to ``mysql_users``. Returns the configuration as saved.
+        DISK`` does (commit a DELETE, then the INSERT), and where ProxySQL runs load it into
+        memory and runtime through the admin interface, so that the layers agree as after an
+        operator's edit, load and save. Without ``rows``, a new MySQL user is added to
+        ``mysql_users``. Returns the configuration as saved.
         """
         if rows is None:
             rows = self._with_new_user()
         proxysql_db.save_table(self.node.live_db, table, rows)
+        if self.proxysql_running():  # memory and runtime as after the operator's LOAD and SAVE
+            module = next(m for m, spec in ADMIN_MODULES.items() if table in spec["tables"])
+            self.admin_session(f"LOAD {module} FROM DISK; LOAD {module} TO RUNTIME;")
         return self.config()
 
     def _with_new_user(self):
@@ -385,6 +399,28 @@ class Host:
             raise ValueError("no mysql_users row to copy: give rows= explicitly")
         name = f"lab_{self.name}_{len(rows) + 1:04d}"
         return rows + [(name, proxysql_db.mysql_native_hash(name)) + tuple(rows[0][2:])]
+
+    def admin_session(self, sql):
+        """
+        Run ``sql`` as an operator would: the real MySQL client on this host's admin interface
+        (the stand-in's, 127.0.0.1:6032 in its namespace, admin:admin as its db says), the
+        credentials in a 0600 option file, the statements on stdin. Returns the rows of the
+        last result (``--batch`` parsed); RuntimeError with the client's message on failure.
+        """
+        client = shutil.which("mariadb") or shutil.which("mysql")
+        if client is None:
+            raise RuntimeError("no MySQL client (Debian: mariadb-client)")
+        options = self.root / "admin-session.cnf"
+        options.touch(mode=0o600)
+        options.write_text("[client]\nuser=admin\npassword=admin\nhost=127.0.0.1\nport=6032\n"
+                           "protocol=TCP\n", encoding="utf-8")
+        argv = netns.exec_argv(self.namespace, [client, f"--defaults-file={options}", "--batch",
+                                                "--column-names", "--connect-timeout=5"])
+        out = subprocess.run(argv, input=sql, capture_output=True, text=True,
+                             timeout=ADMIN_SECONDS, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"admin session on {self.minion_id} failed: {out.stderr.strip()}")
+        return parse_batch(out.stdout)
 
     def backups(self, where="inbox"):
         """Complete backups (``.db`` and ``.json``) in the inbox or the outgoing dir, oldest first."""

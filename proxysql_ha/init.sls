@@ -1,7 +1,8 @@
 # proxysql-ha formula: makes this minion one node of the ProxySQL pair.
 # Include it from a top file:   base: {'proxysql-*': [proxysql_ha]}
 # Configuration: the proxysql_ha pillar key (pillar.example).
-# It installs ucarp or keepalived where chosen, never ProxySQL itself (README).
+# It installs ucarp or keepalived where chosen and the MySQL client where the admin
+# interface is used, never ProxySQL itself (README).
 {%- from "proxysql_ha/map.jinja" import no_daemon, no_daemon_msg with context %}
 {%- if no_daemon %}
 
@@ -14,6 +15,7 @@ include:
   - proxysql_ha.files
   - proxysql_ha.ssh
   - proxysql_ha.carp
+  - proxysql_ha.admin
   - proxysql_ha.minion
   - proxysql_ha.schedule
   - proxysql_ha.converged

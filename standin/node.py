@@ -161,6 +161,8 @@ class Node:
         if self.admin_address:
             # The stand-in's default credentials (admin-admin_credentials admin:admin); only the
             # address differs from what the module would read from the live db.
-            pillar["admin"] = {"host": "127.0.0.1", "port": self.admin}
+            pillar["admin"] = {"enabled": True, "host": "127.0.0.1", "port": self.admin}
+        elif self.admin is not None:  # auto: all of it from the live db, as ProxySQL takes it
+            pillar["admin"] = {"enabled": True}
         pillar.update(overrides)
         return pillar

@@ -35,7 +35,7 @@ def b_pillar(tree, schema_file):
     pillar = daemon_node(tree, "node-b", schema_file, formula={
         "carp": "none", "restart_minion": False, "libexec_dir": str(tree / "libexec"),
         "etc_dir": str(tree / "etc"), "receive_user": RECEIVE_USER,
-    })
+    }, admin={"enabled": True})  # the formula installs the MySQL client (already there: no change)
     yield pillar
     stop_standin(pillar)
 
@@ -132,6 +132,8 @@ def test_applied_for_real_every_state_succeeds(applied, b_pillar):
     assert inbox.st_uid == int(subprocess.run(["id", "-u", RECEIVE_USER], capture_output=True,
                                               text=True, check=True).stdout)
     assert stat.S_IMODE(inbox.st_mode) == 0o700
+    client, = [state for sid, state in states.items() if "proxysql_ha_mysql_client" in sid]
+    assert client["result"] is True and client["name"] == "mariadb-client"
 
 
 def test_the_schedule_holds_the_four_jobs_with_the_roles_switches(applied, node_b):

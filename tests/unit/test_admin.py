@@ -145,9 +145,20 @@ def test_the_admin_address_is_the_first_interface(value, expected):
 
 
 @pytest.mark.parametrize("value", ["", "nohost", "host:0", "host:99999", None])
-def test_an_unusable_interface_is_refused_naming_the_pillar_keys(value):
-    with pytest.raises(SaltInvocationError, match="admin:host"):
+def test_an_unusable_interface_is_refused_naming_it(value):
+    with pytest.raises(ValueError, match="empty|host:port"):
         admin.parse_ifaces(value)
+
+
+def test_an_unusable_admin_interface_in_the_db_names_the_pillar_keys(tmp_path):
+    db = tmp_path / "proxysql.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE global_variables (variable_name VARCHAR NOT NULL PRIMARY KEY, "
+                     "variable_value VARCHAR NOT NULL)")
+        conn.execute("INSERT INTO global_variables VALUES ('admin-mysql_ifaces', 'nohost')")
+    conn.close()
+    with pytest.raises(SaltInvocationError, match="admin-mysql_ifaces.*admin:host"):
+        admin.params_from_db(db)
 
 
 def test_the_credentials_are_the_first_pair():
@@ -188,7 +199,8 @@ def build(admin_keys):
 
 def test_admin_defaults_leave_address_and_credentials_to_the_live_db():
     conf = build({})
-    assert conf["admin"] == {"host": None, "port": None, "user": None, "password": None,
+    assert conf["admin"] == {"enabled": False, "layer_check_interval": 30,
+                             "host": None, "port": None, "user": None, "password": None,
                              "connect_timeout": 3, "query_timeout": 10.0, "client": None}
 
 
@@ -247,6 +259,28 @@ def test_loaded_to_runtime_but_not_saved_is_not_saved_only():
     })
     assert [(p["problem"], p["modules"]) for p in problems] == [
         ("config_not_saved", ["MYSQL SERVERS", "MYSQL USERS"]), ("config_not_loaded", ["MYSQL USERS"])]
+
+
+def test_each_module_names_the_layer_that_differs_and_the_command_to_run():
+    problems = layers.config_problems({
+        "MYSQL USERS": {"disk": "a", "memory": "b", "runtime": "b"},
+        "MYSQL SERVERS": {"disk": "s", "memory": "t", "runtime": "s"},
+    })
+    saved, loaded = problems
+    assert "MYSQL USERS: runtime differs from disk; run SAVE MYSQL USERS TO DISK" in saved["message"]
+    assert "MYSQL SERVERS: memory differs from disk; run SAVE MYSQL SERVERS TO DISK" in saved["message"]
+    assert loaded["modules"] == ["MYSQL SERVERS"]
+    assert "run LOAD MYSQL SERVERS TO RUNTIME" in loaded["message"]
+
+
+def test_only_a_new_kind_or_a_newly_named_module_is_alerted_again():
+    users = {"problem": "config_not_saved", "modules": ["MYSQL USERS"], "message": "m"}
+    both = dict(users, modules=["MYSQL SERVERS", "MYSQL USERS"])
+    assert layers.new_alerts({}, [users]) == [users]
+    assert layers.new_alerts(layers.seen([users]), [users]) == []
+    assert layers.new_alerts(layers.seen([users]), [both]) == [both]
+    assert layers.new_alerts(layers.seen([both]), [users]) == []  # fewer modules: nothing new
+    assert layers.new_alerts(layers.seen([users]), []) == []
 
 
 def test_unknown_layers_judge_nothing():

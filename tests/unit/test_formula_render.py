@@ -299,6 +299,18 @@ def test_the_chosen_carp_daemon_is_installed(render, pillar, carp, package):
     assert [a["name"] for a in installed] == [package]
 
 
+@pytest.mark.parametrize(("os_family", "package"), [("Debian", "mariadb-client"),
+                                                     ("FreeBSD", "mariadb1011-client")])
+def test_the_mysql_client_is_installed_where_the_admin_interface_is_used(render, pillar, os_family, package):
+    assert render("admin", os_family) == {}  # admin:enabled is false by default: nothing to install
+    pillar["admin"] = {"enabled": True}
+    assert args(render("admin", os_family), "proxysql_ha_mysql_client") == ("pkg.installed", {"name": package})
+    pillar["formula"]["mysql_client_package"] = "mysql84-client"
+    assert args(render("admin", os_family), "proxysql_ha_mysql_client")[1] == {"name": "mysql84-client"}
+    pillar["formula"]["mysql_client_package"] = None
+    assert render("admin", os_family) == {}
+
+
 def test_schedule_declares_every_job_with_the_arguments_of_proxysql_ha_jobs(render, pillar):
     expected = jobs(proxysql_ha_config.build(pillar, "Debian", "proxysql-a"))
 

@@ -9,13 +9,19 @@ import sqlite3
 import threading
 import time
 
+import proxysql_ha_admin as admin
 import proxysql_ha_proxysql as control
 import pytest
 from salt.exceptions import CommandExecutionError
 
 
+def traffic_address(setting, live):
+    """The module's call: the one ``*_ifaces`` parser, the admin client's, passed in."""
+    return control.traffic_address(setting, live, admin.parse_ifaces)
+
+
 @pytest.mark.parametrize(
-    ("text", "address"),
+    ("value", "address"),
     [
         ("0.0.0.0:6033", ("127.0.0.1", 6033)),
         ("127.0.0.5:16033", ("127.0.0.5", 16033)),
@@ -23,36 +29,28 @@ from salt.exceptions import CommandExecutionError
         ("[fd00::5]:6033", ("fd00::5", 6033)),
         ("proxysql1.example.test:6033", ("proxysql1.example.test", 6033)),
         (" 10.0.0.1:3306 ", ("10.0.0.1", 3306)),
+        ("127.0.0.1:6034;/tmp/proxysql.sock", ("127.0.0.1", 6034)),
+        ("/tmp/proxysql.sock;10.0.0.1:6033", ("10.0.0.1", 6033)),
+        (";;10.0.0.2:6033;", ("10.0.0.2", 6033)),
+        ("", ("127.0.0.1", 6033)),  # MySQL_Threads_Handler::start_listeners()'s default
+        (None, ("127.0.0.1", 6033)),
     ],
 )
-def test_parse_address_probes_wildcards_on_loopback(text, address):
-    assert control.parse_address(text) == address
+def test_the_traffic_address_is_the_first_tcp_entry_probed_on_loopback_for_a_wildcard(value, address):
+    assert admin.parse_ifaces(value, tcp=True, default=control.DEFAULT_INTERFACES) == address
 
 
-@pytest.mark.parametrize("text", ["6033", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:70000", "::1:6033", "h:x", None, ""])
-def test_parse_address_refuses_what_is_not_host_port(text):
-    with pytest.raises(ValueError, match="HOST:PORT"):
-        control.parse_address(text)
+@pytest.mark.parametrize("text", ["6033", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:70000", "::1:6033", "h:x", "[h:1", ""])
+def test_what_is_not_host_port_is_refused_naming_it(text):
+    with pytest.raises(ValueError, match="host:port|empty"):
+        admin.parse_ifaces(text, tcp=True)
 
 
-@pytest.mark.parametrize(
-    ("value", "first"),
-    [
-        ("0.0.0.0:6033", "0.0.0.0:6033"),
-        ("127.0.0.1:6034;/tmp/proxysql.sock", "127.0.0.1:6034"),
-        ("/tmp/proxysql.sock;10.0.0.1:6033", "10.0.0.1:6033"),
-        (";;10.0.0.2:6033;", "10.0.0.2:6033"),
-        ("", "0.0.0.0:6033"),  # MySQL_Threads_Handler::start_listeners()'s default
-        (None, "0.0.0.0:6033"),
-    ],
-)
-def test_first_interface_is_the_first_tcp_entry_or_proxysql_default(value, first):
-    assert control.first_interface(value) == first
-
-
-def test_first_interface_with_only_a_unix_socket_says_what_to_set():
-    with pytest.raises(ValueError, match="traffic_address"):
-        control.first_interface("/tmp/proxysql.sock")
+def test_only_unix_sockets_say_what_to_set(tmp_path, make_db):
+    live = make_db("proxysql.db")
+    set_interfaces(live, "/tmp/proxysql.sock")
+    with pytest.raises(CommandExecutionError, match="only unix socket.*traffic_address"):
+        traffic_address("auto", str(live))
 
 
 def set_interfaces(path, value):
@@ -65,21 +63,21 @@ def set_interfaces(path, value):
 
 def test_auto_reads_the_live_db_mysql_interfaces(make_db):
     live = make_db("proxysql.db")
-    assert control.traffic_address("auto", str(live)) == ("127.0.0.1", 6033)
+    assert traffic_address("auto", str(live)) == ("127.0.0.1", 6033)
     set_interfaces(live, "192.0.2.7:7033;/tmp/p.sock")
-    assert control.traffic_address("auto", str(live)) == ("192.0.2.7", 7033)
+    assert traffic_address("auto", str(live)) == ("192.0.2.7", 7033)
     set_interfaces(live, None)
-    assert control.traffic_address("auto", str(live)) == ("127.0.0.1", 6033)
-    assert control.traffic_address("auto", str(live.with_name("absent.db"))) == ("127.0.0.1", 6033)
-    assert control.traffic_address("none", str(live)) is None
-    assert control.traffic_address("[::1]:7000", str(live)) == ("::1", 7000)
+    assert traffic_address("auto", str(live)) == ("127.0.0.1", 6033)
+    assert traffic_address("auto", str(live.with_name("absent.db"))) == ("127.0.0.1", 6033)
+    assert traffic_address("none", str(live)) is None
+    assert traffic_address("[::1]:7000", str(live)) == ("::1", 7000)
 
 
 def test_auto_on_an_unreadable_db_names_it_and_the_key(tmp_path):
     bad = tmp_path / "proxysql.db"
     bad.write_bytes(b"not a database" * 100)
     with pytest.raises(CommandExecutionError, match=r"proxysql\.db.*traffic_address"):
-        control.traffic_address("auto", str(bad))
+        traffic_address("auto", str(bad))
 
 
 @pytest.fixture

@@ -1,0 +1,87 @@
+"""The engine's layer check: a real admin stand-in, the real MySQL client; the bus is the boundary.
+
+``_layer_check`` is called as the engine's look calls it, with the node's pillar built by
+``proxysql_ha_config.build``; ``_fire`` and ``_ask`` record what would go onto the minion's bus.
+"""
+
+import shutil
+
+import pytest
+
+from _engines import proxysql_ha as engine
+from saltext.proxysql_ha.utils import proxysql_ha_admin as admin
+from saltext.proxysql_ha.utils import proxysql_ha_config
+from standin import proxysql_db
+from standin.node import Node
+from standin.proxysql_standin import free_loopback_port
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("mariadb") or shutil.which("mysql")),
+    reason="no MySQL client (Debian: mariadb-client; make deps installs it)",
+)
+CHECK = "proxysql_ha_check"
+
+
+@pytest.fixture
+def node(tmp_path, schema_path_of, schema_sql):
+    made = Node("node-a", tmp_path / "node-a", schema_path_of("3.0.1"), admin=free_loopback_port()).create()
+    proxysql_db.build_db(made.live_db, schema_sql("3.0.1"), users=3, seed=1)
+    assert made.standin("start").returncode == 0
+    yield made
+    made.standin("stop")
+
+
+@pytest.fixture
+def bus(monkeypatch):
+    sent = {"events": [], "asked": []}
+    monkeypatch.setattr(engine, "__opts__", {"id": "engine-test"}, raising=False)
+    monkeypatch.setattr(engine, "_fire", lambda _o, data, tag, master=False: sent["events"].append((tag, data)) or True)
+    monkeypatch.setattr(engine, "_ask", lambda _o, job: sent["asked"].append(job) or True)
+    return sent
+
+
+def conf_for(node, **admin_keys):
+    pillar = node.pillar(vip="127.0.0.1", peer_path=node.root / "peer")
+    pillar["admin"].update(admin_keys)
+    return proxysql_ha_config.build(pillar, "Debian", "engine-test")
+
+
+def params_of(node):
+    return admin.resolve({"host": "127.0.0.1", "port": node.admin}, node.live_db)
+
+
+def test_a_change_loaded_but_not_saved_is_alerted_once_and_the_check_job_asked_for(node, bus):
+    conf, state = conf_for(node, layer_check_interval=30), {"role": "MASTER"}
+    engine._layer_check(conf, state, now=0.0)
+    assert bus == {"events": [], "asked": []}
+
+    admin.execute(params_of(node), "UPDATE mysql_users SET max_connections = 5; LOAD MYSQL USERS TO RUNTIME")
+    engine._layer_check(conf, state, now=10.0)  # not due yet
+    assert bus["events"] == []
+    engine._layer_check(conf, state, now=30.0)
+    (tag, data), = bus["events"]
+    assert tag == "proxysql_ha/alert/config_not_saved" and data["modules"] == ["MYSQL USERS"]
+    assert "run SAVE MYSQL USERS TO DISK" in data["message"] and bus["asked"] == [CHECK]
+
+    engine._layer_check(conf, state, now=60.0)  # the same finding: not again
+    assert len(bus["events"]) == 1
+
+    admin.execute(params_of(node), "UPDATE mysql_servers SET weight = 3")  # edited, not loaded
+    engine._layer_check(conf, state, now=90.0)
+    assert [t for t, _ in bus["events"][1:]] == ["proxysql_ha/alert/config_not_saved",
+                                                  "proxysql_ha/alert/config_not_loaded"]
+    assert bus["events"][-1][1]["modules"] == ["MYSQL SERVERS"]
+
+    admin.execute(params_of(node), "SAVE MYSQL USERS TO DISK; LOAD MYSQL SERVERS TO RUNTIME; "
+                                   "SAVE MYSQL SERVERS TO DISK")
+    engine._layer_check(conf, state, now=120.0)
+    assert state["layers_seen"] == {} and len(bus["events"]) == 3
+
+
+def test_off_on_a_backup_with_interval_zero_and_quiet_when_the_admin_does_not_answer(node, bus):
+    admin.execute(params_of(node), "UPDATE mysql_users SET max_connections = 5")
+    engine._layer_check(conf_for(node, layer_check_interval=0), {"role": "MASTER"}, now=100.0)
+    engine._layer_check(conf_for(node), {"role": "BACKUP"}, now=100.0)
+    state = {"role": "MASTER"}
+    engine._layer_check(conf_for(node, port=free_loopback_port()), state, now=100.0)
+    assert bus == {"events": [], "asked": []} and state["next_layer_check"] == 130.0
