@@ -13,6 +13,9 @@ the engine does the periodic looks itself and asks the minion to run a job
   ProxySQL runs (its pid file and ``/proc``, or the status command when that
   is all there is); a role change, ProxySQL down on the MASTER or up on a
   BACKUP asks for the reconcile job (a lasting condition again every 10 s);
+- on a warm standby (``standby: warm``) it ``stat()``\\ s the inbox: a backup
+  arriving on a node that is not MASTER asks for the reconcile job, which
+  applies it to the running ProxySQL;
 - it relays CARP transitions the hook (``proxysql-ha-event``) drops into
   ``spool``: the newest per vhid, one reconcile job and one event each.
 
@@ -344,6 +347,24 @@ def _look(opts, watch, state, now):
             shipped = shipped and job != watch["job"]
     if shipped:
         state["last"] = current
+    _arrivals(opts, conf, state, seen["role"], watch["reconcile_job"])
+
+
+def _arrivals(opts, conf, state, role, job):
+    """A warm standby's inbox changed (one ``stat()``): ask for reconcile, which applies it."""
+    if not conf or conf.get("standby") != "warm" or role == "MASTER":
+        return
+    try:
+        mark = os.stat(conf["inbox_dir"]).st_mtime_ns
+    except OSError:
+        return
+    previous, state["inbox"] = state.get("inbox"), mark
+    if previous is None or mark == previous:
+        return
+    if _ask(opts, job):
+        log.info("proxysql_ha engine: asked for %s: a backup arrived on a warm standby", job)
+    else:
+        state["inbox"] = previous  # asked for again at the next look
 
 
 def _refreshed(watch, given):
