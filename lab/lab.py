@@ -47,12 +47,15 @@ class Lab:
     """
     The lab; ``schema`` is ProxySQL's ``schema-<version>.sql``. ``database`` are ``build_db``
     keywords for A's configuration (B starts empty). ``schemas`` gives a host ("a", "b") the DDL
-    of another ProxySQL version than ``schema`` (a rolling upgrade). ``narrate`` prints the bring-up;
+    of another ProxySQL version than ``schema`` (a rolling upgrade); ``pillar`` keys are laid over
+    both hosts' pillars (e.g. ``{"standby": "warm"}``). ``narrate`` prints the bring-up;
     ``keep_dir`` keeps the lab's directory (configs, logs, recorded events) after teardown.
     """
 
-    def __init__(self, schema, database=None, narrate=True, keep_dir=False, schemas=None):
+    def __init__(self, schema, database=None, narrate=True, keep_dir=False, schemas=None,
+                 pillar=None):
         self.schema = Path(schema)
+        self.pillar = dict(pillar or {})
         self.schemas = {name: Path(path) for name, path in (schemas or {}).items()}
         self.database = database or A_DATABASE
         self.narrate = narrate
