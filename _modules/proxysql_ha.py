@@ -1352,6 +1352,7 @@ def _apply(conf, how, chosen, running, errors, journal=True):
     begin = time.monotonic()
     live = _live(conf)
     report = {"how": how, "chosen": chosen and chosen["name"], "installed": False}
+    steps = report["steps_ms"] = {}
     try:
         params = _u("proxysql_ha_admin.resolve")(conf["admin"], live)
     except (CommandExecutionError, SaltInvocationError, OSError, sqlite3.Error, KeyError) as exc:
@@ -1366,13 +1367,16 @@ def _apply(conf, how, chosen, running, errors, journal=True):
         report.update(installed=True, chosen=chosen["name"], generation=chosen["generation"],
                       rejected=rejected)
         errors.extend(_state_errors())
+    steps["install"] = _ms(begin)
+    mark = time.monotonic()
     if how == "restart" or not running or params is None:
         report["how"] = "restart"
         _restart(conf, running)
     else:
-        try:
+        try:  # one client run: the flush and the loads (the verification reads on its own)
             modules = _u("proxysql_ha_admin.file_modules")(live)
-            _u("proxysql_ha_admin.apply_installed")(params, modules)
+            _u("proxysql_ha_admin.execute")(
+                params, "; ".join(_u("proxysql_ha_admin.apply_statements")(modules)))
             report["loaded"] = modules
         except (CommandExecutionError, SaltInvocationError, OSError, sqlite3.Error) as exc:
             report["admin_error"] = f"{_printable(exc)}: ProxySQL was restarted instead"
@@ -1380,7 +1384,9 @@ def _apply(conf, how, chosen, running, errors, journal=True):
             _restart(conf, True)
     if report.get("admin_error"):
         errors.append(report["admin_error"])
-    report["verify"] = _verify(conf, None if report["how"] == "restart" else params)
+    steps[report["how"]], mark = _ms(mark), time.monotonic()
+    report["verify"] = _verify(conf)
+    steps["verify"] = _ms(mark)
     report["ms"] = _ms(begin)
     if journal:
         _save_standby_baseline(conf, errors)
@@ -1401,16 +1407,17 @@ def _save_standby_baseline(conf, errors):
     _save_state(conf, STANDBY_STATE, {"source": _source_or_none(conf), "at": time.time()}, errors)
 
 
-def _verify(conf, params=None):
+def _verify(conf):
     """
     Whether ProxySQL runs the live file: its runtime, read through the admin
     interface, against the file's rows, module by module (``restore_not_loaded``,
     kept in ``verify.json`` for ``status``). Never raises: where no admin
-    interface answers the install is reported as not verified.
+    interface answers (or not within ``admin:query_timeout``) the install is
+    reported as not verified.
     """
     live = _live(conf)
     try:
-        params = params or _u("proxysql_ha_admin.resolve")(conf["admin"], live)
+        params = _u("proxysql_ha_admin.resolve")(conf["admin"], live)
         modules = _u("proxysql_ha_admin.file_modules")(live)
         installed, runtime = _u("proxysql_ha_admin.installed_and_runtime")(params, live, modules)
     except Exception as exc:  # pylint: disable=broad-except  # a check: it never stops a failover

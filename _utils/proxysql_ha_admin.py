@@ -539,17 +539,17 @@ def file_modules(path):
     return [name for name, spec in MODULES.items() if set(spec["tables"]) <= tables]
 
 
-def apply_installed(params, modules):
+def apply_statements(modules):
     """
-    Make the running ProxySQL take the file just renamed over ``proxysql.db``:
+    What makes a running ProxySQL take the file just renamed over ``proxysql.db``:
     ``PROXYSQL FLUSH CONFIGDB`` (reopen it), then ``LOAD <module> FROM DISK`` and
-    ``LOAD <module> TO RUNTIME`` for each of ``modules``, in one client run.
+    ``LOAD <module> TO RUNTIME`` for each of ``modules``.
     """
     statements = ["PROXYSQL FLUSH CONFIGDB"]
     for module in modules:
         name = module_name(module)
         statements += [f"LOAD {name} FROM DISK", f"LOAD {name} TO RUNTIME"]
-    execute(params, "; ".join(statements))
+    return statements
 
 
 def _field(value):
