@@ -22,6 +22,9 @@ the engine does the periodic looks itself and asks the minion to run a job
   runtime but not saved to disk (or edited but not loaded) fires
   ``proxysql_ha/alert/config_not_saved`` (``config_not_loaded``) naming
   the modules, once per new finding, and asks for the check job;
+- on a warm standby (``standby: warm``) it ``stat()``\\ s the inbox: a backup
+  arriving on a node that is not MASTER asks for the reconcile job, which
+  applies it to the running ProxySQL;
 - it relays CARP transitions the hook (``proxysql-ha-event``) drops into
   ``spool``: the newest per vhid, one reconcile job and one event each.
 
@@ -372,6 +375,24 @@ def _look(opts, watch, state, now):
             shipped = shipped and job != watch["job"]
     if shipped:
         state["last"] = current
+    _arrivals(opts, conf, state, seen["role"], watch["reconcile_job"])
+
+
+def _arrivals(opts, conf, state, role, job):
+    """A warm standby's inbox changed (one ``stat()``): ask for reconcile, which applies it."""
+    if not conf or conf.get("standby") != "warm" or role == "MASTER":
+        return
+    try:
+        mark = os.stat(conf["inbox_dir"]).st_mtime_ns
+    except OSError:
+        return
+    previous, state["inbox"] = state.get("inbox"), mark
+    if previous is None or mark == previous:
+        return
+    if _ask(opts, job):
+        log.info("proxysql_ha engine: asked for %s: a backup arrived on a warm standby", job)
+    else:
+        state["inbox"] = previous  # asked for again at the next look
 
 
 def _layer_check(conf, state, now):

@@ -48,6 +48,8 @@ SHIP_STATE = "ship.json"
 METRICS_STATE = "metrics.json"  # the counters behind proxysql_ha.metrics
 VIP_STATE = "vip.json"  # whether this node gave up the VIP because ProxySQL could not run
 JOURNAL = "transition.json"  # the intent of an unfinished promote or demote (proxysql_ha_journal)
+STANDBY_STATE = "standby.json"  # warm standby: the live db's source_state after the last apply
+VERIFY_STATE = "verify.json"  # the last check that ProxySQL runs the installed file
 STATE_ERRORS = "proxysql_ha.state_errors"  # __context__: state writes that failed in this call
 PIDFILE_STATE = "pidfile.json"  # the pid file this node has seen ProxySQL write (see _pid_status)
 PIDFILE_SEEN = "proxysql_ha.pidfile_seen"  # __context__: PIDFILE_STATE's path, once read
@@ -1266,6 +1268,10 @@ def _restore(conf, name=None, test=False, start=True, min_generation=0, pick=Non
     report.update(restored=True, generation=chosen["generation"], steps_ms=steps,
                   ms=_ms(begin), comment=f"restored {chosen['name']}")
     _count(conf, "restores", last_restore_ms=report["ms"], last_restore_at=time.time())
+    if start:  # after the restore's own time: ProxySQL serves already; this only checks it
+        mark = time.monotonic()
+        report["verify"] = _verify(conf)
+        steps["verify"] = _ms(mark)
     state_errors = _state_errors()
     if state_errors:
         report["state_errors"] = state_errors
@@ -1425,6 +1431,163 @@ def _prune_pre_restore(conf):
                 os.unlink(path)
 
 
+# ---- warm standby and verified installs ------------------------------------------------
+
+
+def apply(test=False):
+    """
+    On a warm BACKUP (``standby: warm``): apply the newest valid received backup
+    to the running ProxySQL. It is installed as a restore installs it (atomic
+    rename, this node's uuid kept), then ``PROXYSQL FLUSH CONFIGDB``, ``LOAD
+    <module> FROM DISK`` and ``LOAD <module> TO RUNTIME`` for every module the
+    file holds, and verified (runtime against the file). A backup that needs
+    ProxySQL's migration (another layout), or an admin interface that does not
+    answer, is applied with a restart instead. Serialised and journalled like
+    the transitions; reconcile does the same on a warm BACKUP, and the engine
+    asks for it when the inbox changes.
+
+    test
+        Report what would be done; change nothing.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call proxysql_ha.apply
+        salt-call proxysql_ha.apply test=True
+    """
+    conf = _config()
+    if conf["standby"] != "warm":
+        return {"applied": False, "comment": "standby is cold: received backups are restored "
+                                             "at a takeover, not applied"}
+    with _lock(conf):
+        current = _read_role(conf)
+        if current == "MASTER":
+            return {"applied": False, "role": current,
+                    "comment": "this node is MASTER: it serves its live configuration"}
+        plan = _plan(conf, current)
+        how = plan["apply"]
+        if test or how is None:
+            return {"applied": False, "role": current, "test": bool(test), "would": how,
+                    "comment": f"would {how}" if how else "nothing new to apply"}
+        errors = []
+        report = _apply(conf, how, plan["facts"]["received"], plan["running"], errors)
+        return dict(report, role=current, errors=errors, applied=True)
+
+
+def _apply(conf, how, chosen, running, errors, journal=True):
+    """
+    Apply ``chosen`` (or, ``how`` ``reload``, the live file again) to a warm
+    ProxySQL (``proxysql_ha_plan.apply_plan``); ``journal``: record the intent
+    (a promote has its own journal). Raises CommandExecutionError when the
+    install fails (ProxySQL runs on as it was).
+    """
+    begin = time.monotonic()
+    live = _live(conf)
+    report = {"how": how, "chosen": chosen and chosen["name"], "installed": False}
+    steps = report["steps_ms"] = {}
+    try:
+        params = _u("proxysql_ha_admin.resolve")(conf["admin"], live)
+    except (CommandExecutionError, SaltInvocationError, OSError, sqlite3.Error, KeyError) as exc:
+        params, report["admin_error"] = None, f"admin interface unknown: {_printable(exc)}"
+    if journal:
+        _save_state(conf, JOURNAL, {"transition": "apply", "since": time.time(),
+                                    "restoring": chosen and chosen["name"]}, errors)
+    if chosen is not None:
+        rejected = []
+        chosen, report["pre_restore_copy"] = _install_first_fit(conf, chosen, _owner(conf),
+                                                                rejected)
+        report.update(installed=True, chosen=chosen["name"], generation=chosen["generation"],
+                      rejected=rejected)
+        errors.extend(_state_errors())
+    steps["install"] = _ms(begin)
+    mark = time.monotonic()
+    if how == "restart" or not running or params is None:
+        report["how"] = "restart"
+        _restart(conf, running)
+    else:
+        try:  # one client run: the flush and the loads (the verification reads on its own)
+            modules = _u("proxysql_ha_admin.file_modules")(live)
+            _u("proxysql_ha_admin.execute")(
+                params, "; ".join(_u("proxysql_ha_admin.apply_statements")(modules)))
+            report["loaded"] = modules
+        except (CommandExecutionError, SaltInvocationError, OSError, sqlite3.Error) as exc:
+            report["admin_error"] = f"{_printable(exc)}: ProxySQL was restarted instead"
+            report["how"] = "restart"
+            _restart(conf, True)
+    if report.get("admin_error"):
+        errors.append(report["admin_error"])
+    steps[report["how"]], mark = _ms(mark), time.monotonic()
+    report["verify"] = _verify(conf)
+    steps["verify"] = _ms(mark)
+    report["ms"] = _ms(begin)
+    if journal:
+        _save_standby_baseline(conf, errors)
+        _clear_state(conf, JOURNAL, errors)
+    log.info("proxysql_ha: applied %s (%s) in %s ms", report["chosen"] or "the live db",
+             report["how"], report["ms"])
+    return report
+
+
+def _restart(conf, running):
+    """Stop ProxySQL if it runs, start it and wait until it serves: it reads the live db anew."""
+    _stop(conf, running)
+    _start(conf, running=False)
+
+
+def _save_standby_baseline(conf, errors):
+    """Record the live db as it is now: a later change of it on a warm BACKUP is its own save."""
+    _save_state(conf, STANDBY_STATE, {"source": _source_or_none(conf), "at": time.time()}, errors)
+
+
+def _verify(conf):
+    """
+    Whether ProxySQL runs the live file: its runtime, read through the admin
+    interface, against the file's rows, module by module (``restore_not_loaded``,
+    kept in ``verify.json`` for ``status``). Never raises: where no admin
+    interface answers (or not within ``admin:query_timeout``) the install is
+    reported as not verified.
+    """
+    live = _live(conf)
+    try:
+        params = _u("proxysql_ha_admin.resolve")(conf["admin"], live)
+        modules = _u("proxysql_ha_admin.file_modules")(live)
+        installed, runtime = _u("proxysql_ha_admin.installed_and_runtime")(params, live, modules)
+    except Exception as exc:  # pylint: disable=broad-except  # a check: it never stops a failover
+        result = {"verified": False, "problems": [],
+                  "reason": f"not verified: {type(exc).__name__}: {_printable(exc)}"}
+    else:
+        result = {"verified": True, "modules": sorted(installed),
+                  "problems": _u("proxysql_ha_layers.restore_problems")(installed, runtime)}
+    _save_state(conf, VERIFY_STATE, dict(result, at=time.time()),
+                __context__.setdefault(STATE_ERRORS, []))
+    if result["problems"]:
+        log.warning("proxysql_ha: %s", result["problems"][0]["message"])
+    return result
+
+
+def _received(conf):
+    """On a warm BACKUP: the newest valid backup in the inbox newer than the live db, or None."""
+    newest = (_state(conf, LIVE_STATE) or {}).get("generation", 0)
+    chosen, _ = _choose(conf, min_generation=newest + 1)
+    return chosen if chosen and chosen["dir"] == conf["inbox_dir"] else None
+
+
+def _warm_problems(conf, report):
+    """``restore_not_loaded`` from the last verification; ``backup_config_changed`` on a warm BACKUP."""
+    found = [dict(kind=p["problem"], modules=p["modules"], message=p["message"])
+             for p in (_state(conf, VERIFY_STATE) or {}).get("problems") or []]
+    if conf["standby"] == "warm" and report["role"] in ("BACKUP", "INIT"):
+        baseline = (_state(conf, STANDBY_STATE) or {}).get("source")
+        if baseline and baseline != _source_or_none(conf):
+            found.append({"kind": "backup_config_changed",
+                          "message": f"{_live(conf)} changed on this warm {report['role']} since "
+                                     "the last apply: a save here (SAVE ... TO DISK) is never "
+                                     "shipped and the next apply replaces it; make the change on "
+                                     "the MASTER"})
+    return found
+
+
 # ---- transitions --------------------------------------------------------------------
 
 
@@ -1512,13 +1675,30 @@ def _promote_steps(conf, report, plan):
     finishes, never restoring over a copy that is live already.
     """
     facts, errors = plan["facts"], report["errors"]
-    restored = False
+    restored, running = False, plan["running"]
+    if plan["takeover"] == "finish" and conf["standby"] == "warm" and running:
+        try:  # a crash may have cut the apply short after the install: load the live db again
+            report["apply"] = _apply(conf, "reload", None, True, errors, journal=False)
+        except CommandExecutionError as exc:
+            errors.append(str(exc))
+        running = None  # ask again: a fallback may have restarted it
     if plan["takeover"] == "restore":
         chosen = plan["pick"][0] if plan["pick"] else None
         since = (facts["journal"] or {}).get("since") if facts["progress"] else None
         _save_state(conf, JOURNAL, _u("proxysql_ha_journal.begin_promote")(
             since or time.time(), chosen and chosen["name"], facts["live_state"]), errors)
-        if chosen is not None:
+        warm = _warm_takeover(conf, plan, chosen)
+        if warm == "serving":
+            report["apply"] = _check_serving(conf, errors)
+        elif warm:
+            try:
+                report["apply"] = _apply(conf, warm, chosen, True, errors, journal=False)
+            except CommandExecutionError as exc:  # not installed: ProxySQL serves what it had
+                errors.append(str(exc))
+                report["restore_failed"] = True
+        if warm:
+            running = None  # ask again: a fallback may have restarted it
+        elif chosen is not None:
             try:
                 report["restore"] = _restore(conf, start=False, pick=plan["pick"],
                                              running=plan["running"])
@@ -1534,7 +1714,7 @@ def _promote_steps(conf, report, plan):
     health = plan["release_if_down"] and not restored  # a restart, not a takeover's first start
     up = True
     try:  # a restore that went through left ProxySQL stopped; otherwise ask
-        report["started"] = _start(conf, running=False if restored else plan["running"],
+        report["started"] = _start(conf, running=False if restored else running,
                                    timeout=conf["health"]["grace"] if health else None)
     except CommandExecutionError as exc:
         errors.append(str(exc))
@@ -1542,6 +1722,8 @@ def _promote_steps(conf, report, plan):
         if plan["release_if_down"]:
             report["vip"] = _release_vip(conf, report, str(exc))
     report["start_ms"] = _ms(mark)
+    if restored and up:
+        report["restore"]["verify"] = _verify(conf)
     if plan["reclaim"]:
         report["vip"] = _reclaim_vip(conf, report, facts["vip"])
     report["schedule"] = _schedule(conf, "MASTER")
@@ -1550,6 +1732,38 @@ def _promote_steps(conf, report, plan):
         if _save_state(conf, ROLE_STATE, {"role": "MASTER", "since": time.time()}, errors):
             _clear_state(conf, JOURNAL, errors)
         _count(conf, "failovers")
+
+
+def _warm_takeover(conf, plan, chosen):
+    """
+    How a warm standby takes over (None: as a cold one, by a restore): apply a
+    newer backup that arrived unapplied, finish an apply a crash cut short, or
+    nothing to restore (``"serving"``: only check that ProxySQL serves).
+    """
+    if conf["standby"] != "warm" or not plan["running"]:
+        return None
+    if chosen is not None:
+        return "restart" if _u("proxysql_ha_plan.needs_migration")(chosen) else "flush"
+    if (plan["facts"]["journal"] or {}).get("transition") == "apply":
+        return "reload"
+    return "serving"
+
+
+def _check_serving(conf, errors):
+    """A warm takeover with nothing to restore: ProxySQL must accept on its traffic port, or it is
+    restarted (the start that follows raises what is left)."""
+    try:
+        serving = _serving(conf, True)
+    except CommandExecutionError as exc:
+        serving = None
+        errors.append(str(exc))
+    if serving is False:
+        errors.append("ProxySQL runs but does not accept on its traffic port: restarting it")
+        try:
+            _restart(conf, True)
+        except CommandExecutionError as exc:
+            errors.append(str(exc))
+    return {"how": "serving", "serving": serving}
 
 
 def _demote_steps(conf, report, plan):
@@ -1576,8 +1790,25 @@ def _demote_steps(conf, report, plan):
             report["stopped"] = _stop(conf, running=True)
         except CommandExecutionError as exc:
             errors.append(str(exc))
+    if conf["standby"] == "warm":
+        _warm_standby_steps(conf, report, plan, running)
     if _save_state(conf, ROLE_STATE, {"role": report["role"], "since": stepped_down}, errors):
         _clear_state(conf, JOURNAL, errors)
+
+
+def _warm_standby_steps(conf, report, plan, running):
+    """A warm BACKUP: ProxySQL runs (started if not) with the newest received backup applied."""
+    errors = report["errors"]
+    try:
+        if plan["apply"]:
+            report["apply"] = _apply(conf, plan["apply"], plan["facts"]["received"], running,
+                                     errors, journal=not plan["handover"])
+        elif plan["start"]:
+            report["started"] = _start(conf, running=False)
+    except CommandExecutionError as exc:
+        errors.append(str(exc))
+    if plan["handover"]:  # what it served as MASTER is the baseline; its saves from now on are not
+        _save_standby_baseline(conf, errors)
 
 
 # ---- the VIP follows ProxySQL's health ------------------------------------------------
@@ -1932,6 +2163,8 @@ def _facts(conf, role, schedule=True):
         or _restored_since(conf, role, journal, live_state, running),
         "schedule": _schedule_changes(conf, role) if schedule else {},
         "stop_on_backup": conf["stop_on_backup"],
+        "standby": conf["standby"],
+        "received": _received(conf) if conf["standby"] == "warm" and role != "MASTER" else None,
         "vip": _state(conf, VIP_STATE) or {},
         "health": conf["health"],
         "now": time.time(),
@@ -1947,7 +2180,8 @@ def _restored_since(conf, role, journal, live_state, running):
     second restore would set aside what ProxySQL saved since. Else None.
     """
     recorded = _state(conf, ROLE_STATE) or {}
-    if role != "MASTER" or journal or recorded.get("role") == "MASTER" or not live_state:
+    if role != "MASTER" or journal or recorded.get("role") == "MASTER" or not live_state \
+            or conf["standby"] == "warm":  # a warm BACKUP installs while BACKUP: no sign there
         return None
     since = recorded.get("since")
     prefix = DB_NAME + ".pre-restore-"
@@ -1988,6 +2222,9 @@ def _plan(conf, role, acting=False):
         newest = (_state(conf, LIVE_STATE) or {}).get("generation", 0)
         plan["pick"] = _choose(conf, min_generation=newest + 1,
                                stepped_down=facts["recorded"].get("since"))
+        if conf["standby"] == "warm" and plan["pick"][0] and \
+                plan["pick"][0]["name"] == (_state(conf, LIVE_STATE) or {}).get("name"):
+            plan["pick"] = (None, plan["pick"][1])  # applied already: the live db is that copy
         if plan["pick"][0]:
             plan["actions"].insert(1, f"restore {plan['pick'][0]['name']}")
     return plan
@@ -2297,6 +2534,7 @@ def _problems(conf, report, now):
         found.append({"kind": "received_invalid",
                       "message": f"newest received backup {received['name']} is invalid: "
                                  f"{received['reason']}"})
+    found.extend(_warm_problems(conf, report))
     diverged = report.get("diverged")
     if diverged:
         found.append({"kind": "diverged", "copy": diverged["copy"], "tables": diverged["tables"],

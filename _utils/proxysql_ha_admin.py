@@ -544,3 +544,77 @@ def layer_digests(params, modules=None):
             lays.setdefault(f"{layer}_runtime", []).extend(as_runtime(table, tagged))
     return {name: {layer: digest_rows(got) for layer, got in lays.items()}
             for name, lays in rows.items()}
+
+
+# --- applying and verifying an installed file (a warm standby, a verified restore) --------
+
+def file_modules(path):
+    """The modules whose tables the file at ``path`` all holds (read-only, with SQLite)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        conn.close()
+    return [name for name, spec in MODULES.items() if set(spec["tables"]) <= tables]
+
+
+def apply_statements(modules):
+    """
+    What makes a running ProxySQL take the file just renamed over ``proxysql.db``:
+    ``PROXYSQL FLUSH CONFIGDB`` (reopen it), then ``LOAD <module> FROM DISK`` and
+    ``LOAD <module> TO RUNTIME`` for each of ``modules``.
+    """
+    statements = ["PROXYSQL FLUSH CONFIGDB"]
+    for module in modules:
+        name = module_name(module)
+        statements += [f"LOAD {name} FROM DISK", f"LOAD {name} TO RUNTIME"]
+    return statements
+
+
+def _field(value):
+    """A SQLite value as the client's ``--batch`` output shows it (text, or None for NULL)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _file_rows(path, modules):
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        out = {}
+        for module in modules:
+            spec = MODULES[module_name(module)]
+            rows = out.setdefault(module_name(module), [])
+            for table in spec["tables"]:
+                cursor = conn.execute(_layer_sql("memory", table, spec["where"]))
+                names = [d[0] for d in cursor.description]
+                rows.extend(as_runtime(table, [{"~table": table, **dict(zip(names, map(_field, r)))}
+                                               for r in cursor.fetchall()]))
+        return out
+    finally:
+        conn.close()
+
+
+def installed_and_runtime(params, path, modules):
+    """
+    ``(installed, runtime)``, each ``{module: digest}``: the rows of ``modules``
+    in the file at ``path`` (read with SQLite) and in ProxySQL's runtime (one
+    client run), both in runtime's shape (:func:`as_runtime`). A variables
+    module is compared on the variables the file holds: ProxySQL keeps its
+    defaults for the others (they are not the file's to set).
+    """
+    installed = _file_rows(path, modules)
+    plan = [(name, table, _layer_sql("runtime", table, MODULES[name]["where"]))
+            for name in installed for table in MODULES[name]["tables"]]
+    results = query_many(params, [sql for *_, sql in plan])
+    runtime = {name: [] for name in installed}
+    for (name, table, _), result in zip(plan, results):
+        runtime[name].extend(as_runtime(table, [{"~table": table, **r} for r in result]))
+    for name, rows in runtime.items():
+        if name.endswith("VARIABLES"):
+            held = {row["variable_name"] for row in installed[name]}
+            runtime[name] = [row for row in rows if row.get("variable_name") in held]
+    return ({name: digest_rows(rows) for name, rows in installed.items()},
+            {name: digest_rows(rows) for name, rows in runtime.items()})

@@ -82,6 +82,9 @@ def defaults(os_family, root_dir="/"):
         "lock_timeout": 30.0,
         "stale_after": 120.0,
         "stop_on_backup": True,
+        # cold: the BACKUP's ProxySQL is stopped and a takeover restores and starts it;
+        # warm: it runs with every received backup applied, a takeover only moves the VIP.
+        "standby": "cold",
         "pidfile": None,
         "service": {"name": "proxysql", "timeout": 30.0},
         "proxysql": {"traffic_address": "auto"},
@@ -183,6 +186,11 @@ def build(raw, os_family, minion_id, root_dir="/"):
             f"pillar key 'proxysql_ha' must be a mapping, got {type(raw).__name__}"
         )
     conf = _merge(defaults(os_family, root_dir), _plain(raw), "proxysql_ha")
+    if conf["standby"] == "warm":  # a warm standby's ProxySQL runs on the BACKUP
+        if raw.get("stop_on_backup") is True:
+            _fail("stop_on_backup", True, "contradicts 'standby: warm' (ProxySQL runs on a warm "
+                  "BACKUP): leave it out, or set standby: cold")
+        conf["stop_on_backup"] = False
     if conf["node_id"] is None:
         conf["node_id"] = minion_id
     etc = conf["formula"]["etc_dir"]
@@ -325,6 +333,7 @@ def _check(conf):
     _number(conf, "lock_timeout", 0, 3600)
     _number(conf, "stale_after", 1, 10 * 86400)
     _bool(conf, "stop_on_backup")
+    _standby(conf)
     if conf["pidfile"] is not False:
         _abspath(conf, "pidfile", required=False)
     _match(conf, "service:name", _NAME_RE, "a service name")
@@ -349,6 +358,11 @@ def _check(conf):
     _check_formula(conf)
     _check_metrics(conf)
     _check_health(conf)
+
+
+def _standby(conf):
+    if conf["standby"] not in ("cold", "warm"):
+        _fail("standby", conf["standby"], "must be cold or warm")
 
 
 def _check_metrics(conf):

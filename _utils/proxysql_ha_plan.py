@@ -12,6 +12,9 @@ The facts (gathered once per call by the execution module):
 ``progress``        how far an unfinished takeover got (``proxysql_ha_journal.takeover_progress``)
 ``schedule``        ``{job: enabled}``: the schedule jobs that must change
 ``stop_on_backup``  the pillar's
+``standby``         the pillar's: ``cold`` or ``warm``
+``received``        on a warm BACKUP: the verdict of the newest valid received backup
+                    newer than the live db, or None
 ``vip``             ``vip.json``: ``released`` (bool), ``since`` (when it was released)
 ``health``          the pillar's ``health`` (``enabled``, ``hold_down``)
 ``now``             the time
@@ -41,11 +44,12 @@ def plan(facts):
                   whether it runs again
     ``reclaim``   undo the VIP's release (ProxySQL runs again, hold-down over)
     ``release_if_down``  give up the VIP when ProxySQL does not run after the start
+    ``apply``     on a warm BACKUP: what :func:`apply_plan` says (None: nothing)
     ``schedule``  ``{job: enabled}`` to change
     """
     result = {"actions": [], "takeover": None, "handover": False, "start": False,
               "stop": False, "probe": False, "reclaim": False, "release_if_down": False,
-              "schedule": dict(facts.get("schedule") or {})}
+              "apply": None, "schedule": dict(facts.get("schedule") or {})}
     if facts["role"] == "MASTER":
         _master(facts, result)
     else:
@@ -100,6 +104,53 @@ def _standby(facts, result):
         result["stop"] = True
         if running:
             actions.append("stop ProxySQL")
+    if facts.get("standby") == "warm":
+        if not running and not result["probe"] and not _released(facts):
+            result["start"] = True
+            actions.append("start ProxySQL (warm standby)")
+        warm = apply_plan(facts)
+        result["apply"] = warm["apply"]
+        actions.extend(warm["actions"])
+
+
+def needs_migration(verdict):
+    """
+    Whether ProxySQL must restart to take ``verdict``'s backup: its judge found
+    tables that ProxySQL's start-up migrates or creates (another layout).
+    ``PROXYSQL FLUSH CONFIGDB`` does no DDL check or migration
+    (lib/ProxySQL_Admin.cpp, flush_configdb), so only a restart may apply it.
+    """
+    tables = (verdict or {}).get("tables") or {}
+    return bool(tables.get("migrated") or tables.get("recreated_empty")
+                or tables.get("created_empty"))
+
+
+def apply_plan(facts):
+    """
+    What a warm BACKUP does with what it received: ``{"apply", "actions"}``,
+    ``apply`` one of
+
+    ``"flush"``    install the newest received backup under the running ProxySQL, then
+                   FLUSH CONFIGDB, LOAD FROM DISK and TO RUNTIME, and verify;
+    ``"restart"``  install it and restart ProxySQL (a migration is needed, or
+                   ProxySQL does not run);
+    ``"reload"``   nothing new, but an apply did not finish (its journal is
+                   left): load the live file again and verify;
+    None           nothing to do (a cold standby, a MASTER, nothing new).
+    """
+    if facts.get("standby") != "warm" or facts["role"] == "MASTER":
+        return {"apply": None, "actions": []}
+    received = facts.get("received")
+    if received is None:
+        if (facts.get("journal") or {}).get("transition") == "apply" and facts["running"]:
+            return {"apply": "reload", "actions": ["finish the unfinished apply (load the live db)"]}
+        return {"apply": None, "actions": []}
+    if needs_migration(received):
+        return {"apply": "restart", "actions": [
+            f"apply {received['name']} with a restart (its tables need ProxySQL's migration)"]}
+    if not facts["running"]:
+        return {"apply": "restart", "actions": [f"install {received['name']} before the start"]}
+    return {"apply": "flush", "actions": [f"apply {received['name']} to the running ProxySQL"]}
 
 
 def _health_on(facts):

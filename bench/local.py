@@ -21,6 +21,7 @@ import salt.loader
 from bench import cpu, stats
 from standin import proxysql_db, sshd
 from standin.node import Node, current_user_and_group
+from standin.proxysql_standin import free_loopback_port
 
 REPO = Path(__file__).resolve().parent.parent
 CLASSIC = REPO / "bench" / "classic"
@@ -311,6 +312,43 @@ def restore(bench, size, runs):
         wall, cpu_ms, _ = measure(bench.classic_restore)
         classic.append((bench.until_loaded(began, wall), cpu_ms))
     return _compare(ours, classic) | {"ours_install_ms": stats.median(install)}
+
+
+# ---- 3b. a warm standby applies a received backup ----------------------------------------
+
+
+def warm_apply(bench, size, runs):
+    """
+    A warm BACKUP (its own stand-in, with an admin port) applying a backup A made: the copy put
+    into its inbox, then ``proxysql_ha.apply`` timed (install, FLUSH CONFIGDB, LOAD ... FROM
+    DISK / TO RUNTIME for every module, verification against the runtime).
+    """
+    bench.build(size)
+    warm = Node("node-w", bench.root / f"w-{size}", bench.schema,
+                admin=free_loopback_port()).create()
+    proxysql_db.build_db(warm.live_db, bench.statements, users=1, rules=1)
+    warm.inbox_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+    mods = _load(bench.root / f"salt-w-{size}", warm.pillar(
+        vip="127.0.0.66", peer_path=str(bench.a.inbox_dir), standby="warm"))
+    backup = bench.module(bench.a, "127.0.0.1")["proxysql_ha.backup"]
+    mods["proxysql_ha.reconcile"]()  # starts its ProxySQL: a warm standby runs it
+    wall, hows, steps = [], set(), []
+    try:
+        for seq in range(runs):
+            bench.change(seq)
+            name = backup()["name"]
+            for suffix in (".db", ".json"):  # as the receiver publishes: data first
+                shutil.copy2(bench.a.backup_dir / f"{name}{suffix}", warm.inbox_dir)
+            elapsed, _, report = measure(mods["proxysql_ha.apply"])
+            wall.append(elapsed)
+            steps.append(dict(report["steps_ms"], apply=report["ms"]))
+            hows.add((report["how"], report["verify"]["verified"], not report["verify"]["problems"]))
+    finally:
+        warm.standin("stop")
+    return {"size_mb": bench.a.live_db.stat().st_size / 1e6, "runs": runs,
+            "p50_ms": stats.percentile(wall, 50), "p95_ms": stats.percentile(wall, 95),
+            "how": sorted(hows),
+            "steps_p50_ms": {k: stats.median([s.get(k, 0) for s in steps]) for k in steps[0]}}
 
 
 # ---- 4. cost as the work grows ----------------------------------------------------------------

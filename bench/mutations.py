@@ -153,7 +153,7 @@ MUTATIONS = (
              "after a split brain, no own copy replaces the peer's invalid ones",
              catch=(_g("test_when_the_peers_copies_since_the_step_down_are_all_invalid_no_own_copy_is_restored"),)),
     Mutation("no_start_after_a_failed_restore", MODULE,
-             '_start(conf, running=False if restored else plan["running"],',
+             '_start(conf, running=False if restored else running,',
              'restored and _start(conf, running=False,',
              "a take-over whose restore failed still starts ProxySQL on the current database",
              catch=(_g("test_a_take_over_whose_restore_fails_still_starts_proxysql_and_the_next_promote_retries"),)),

@@ -45,6 +45,8 @@ LOCAL_PARTS = {  # name: (bench, quick) -> result
                                      for size in _sizes(quick)},
     "restore": lambda bench, quick: {size: local.restore(bench, size, _runs(quick))
                                      for size in _sizes(quick)},
+    "warm_apply": lambda bench, quick: {size: local.warm_apply(bench, size, 2 if quick else 10)
+                                        for size in _sizes(quick)},
     "growth": lambda bench, quick: local.growth(bench, (1000,) if quick else (1000, 10_000, 100_000)),
     "inspection": lambda bench, quick: local.inspection(bench, 1000 if quick else 100_000),
 }

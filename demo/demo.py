@@ -14,6 +14,7 @@ which restores B's latest change. Everything is torn down at the end
 (PROXYSQL_HA_LAB_KEEP=1 keeps the lab's directory: configs, daemon logs, recorded events).
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -303,6 +304,41 @@ def leftovers(prefix, directory):
     return ours, processes
 
 
+def warm_failover(schema):
+    """
+    A second lab with ``standby: warm``: B's ProxySQL already runs and applies each backup A
+    ships; when A dies the takeover only moves the VIP (B's ProxySQL keeps its pid).
+    """
+    with Lab(schema, pillar={"standby": "warm"}) as lab:
+        a, b = lab.host("a"), lab.host("b")
+        chapter("W. A warm standby (standby: warm): B's ProxySQL runs and applies what A ships")
+        name = lab.wait_until(lambda: newest_after(b, 0), 4 * ARRIVAL_SECONDS,
+                              "A's first backup in B's inbox", interval=0.1)
+        lab.wait_until(lambda: (b.node.state_dir / "verify.json").exists()
+                       and not (b.node.state_dir / "transition.json").exists(),
+                       4 * ARRIVAL_SECONDS, "B to apply what A shipped")
+        pid = b.node.pidfile.read_text().strip()
+        verify = json.loads((b.node.state_dir / "verify.json").read_text())
+        lab.say(f"B: applied {name} to its running ProxySQL (pid {pid}): installed, PROXYSQL "
+                f"FLUSH CONFIGDB, LOAD ... FROM DISK / TO RUNTIME; runtime checked against the "
+                f"file: verified {verify.get('verified')}, problems {verify.get('problems') or 'none'}")
+        died = time.time()
+        a.kill()
+        lab.say("A: link down, ucarp and salt-minion killed", at=died)
+        promoted = lab.wait_until(
+            lambda: b.role() == "MASTER" and first(b.events("proxysql_ha/promoted"), died),
+            FAILOVER_SECONDS, "B to become MASTER")
+        up = stepped(b, died, "up")
+        after = b.node.pidfile.read_text().strip()
+        lab.say(f"B: ucarp MASTER, up-script ran: VIP {lab.vip} added "
+                f"({(up - died) * 1000:.0f} ms after A died)", at=up)
+        lab.say(f"B: promote done in {promoted['data']['ms']:.0f} ms: nothing to restore "
+                f"({promoted['data'].get('apply', {}).get('how')}), ProxySQL pid {after} "
+                f"{'unchanged' if after == pid else 'CHANGED'}", at=promoted["t"])
+        show(f"warm takeover: only the VIP moved; B's ProxySQL kept pid {pid}")
+        return after == pid
+
+
 def main():
     schema = schema_file()
     try:
@@ -326,6 +362,7 @@ def main():
             ok = switch_back(lab, a, b, last_b) and ok
             final_status(lab)
             prefix, directory = lab.prefix, lab.dir
+        ok = warm_failover(schema) and ok
     except LabUnavailable as exc:
         sys.exit(f"demo: {exc}")
     except KeyboardInterrupt:

@@ -199,6 +199,7 @@ class Host:
             "formula": {"carp": "none", "restart_minion": False,
                         "libexec_dir": str(self.root / "libexec"),
                         "etc_dir": str(self.root / "etc-proxysql-ha")},
+            **self.lab.pillar,
         }
 
     def write_minion_config(self):

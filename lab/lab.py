@@ -47,14 +47,17 @@ class Lab:
     """
     The lab; ``schema`` is ProxySQL's ``schema-<version>.sql``. ``database`` are ``build_db``
     keywords for A's configuration (B starts empty). ``schemas`` gives a host ("a", "b") the DDL
-    of another ProxySQL version than ``schema`` (a rolling upgrade). ``preempt`` runs ucarp with ``--preempt``. ``narrate`` prints the bring-up;
+    of another ProxySQL version than ``schema`` (a rolling upgrade); ``pillar`` keys are laid over
+    both hosts' pillars (e.g. ``{"standby": "warm"}``); ``preempt`` runs ucarp with ``--preempt``.
+    ``narrate`` prints the bring-up;
     ``keep_dir`` keeps the lab's directory (configs, logs, recorded events) after teardown.
     """
 
     def __init__(self, schema, database=None, narrate=True, keep_dir=False, schemas=None,
-                 preempt=False):
+                 preempt=False, pillar=None):
         self.schema = Path(schema)
         self.preempt = preempt  # ucarp --preempt on both hosts: A, the better advskew, takes the VIP back
+        self.pillar = dict(pillar or {})
         self.schemas = {name: Path(path) for name, path in (schemas or {}).items()}
         self.database = database or A_DATABASE
         self.narrate = narrate

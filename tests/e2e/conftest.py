@@ -19,7 +19,8 @@ from tests.e2e.pair import known_state
 @pytest.fixture(scope="module")
 def shared_lab(schema_path_of, request):
     """The module's lab, A MASTER and B BACKUP once built; torn down after its last test. A test
-    module's ``LAB_SCHEMAS`` gives a host another ProxySQL version's DDL than 3.0.1;
+    module's ``LAB_SCHEMAS`` gives a host another ProxySQL version's DDL than 3.0.1, its
+    ``LAB_PILLAR`` keys are laid over both hosts' pillars (``{"standby": "warm"}``), and
     ``LAB_PREEMPT = True`` runs ucarp with ``--preempt``."""
     try:
         require()
@@ -29,7 +30,8 @@ def shared_lab(schema_path_of, request):
     versions = getattr(request.module, "LAB_SCHEMAS", {})  # e.g. {"a": "2.0.18"}: a host's own ProxySQL
     with Lab(schema_path_of("3.0.1"), narrate=False,
              schemas={host: schema_path_of(version) for host, version in versions.items()},
-             preempt=getattr(request.module, "LAB_PREEMPT", False)) as lab:
+             preempt=getattr(request.module, "LAB_PREEMPT", False),
+             pillar=getattr(request.module, "LAB_PILLAR", None)) as lab:
         yield lab
         lab.keep_dir = request.session.testsfailed > failed
 

@@ -85,9 +85,11 @@ def temporary_files(host):
 
 
 def active(master, backup):
-    """Whether ``master`` is MASTER with ProxySQL running and ``backup`` BACKUP with it stopped."""
+    """Whether ``master`` is MASTER with ProxySQL running and ``backup`` BACKUP with it stopped
+    (running, on a warm standby: the lab's pillar ``standby: warm``)."""
+    warm = backup.lab.pillar.get("standby") == "warm"
     return (master.role() == "MASTER" and master.proxysql_running()
-            and backup.role() == "BACKUP" and not backup.proxysql_running())
+            and backup.role() == "BACKUP" and backup.proxysql_running() == warm)
 
 
 def took_over(host, since):

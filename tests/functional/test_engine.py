@@ -211,3 +211,19 @@ def test_without_a_spool_the_hook_falls_back_to_telling_the_minion_itself(tmp_pa
 
     assert out.returncode == 0, out.stderr
     assert not (tmp_path / "absent").exists()
+
+
+def test_a_backup_arriving_on_a_warm_standby_asks_for_reconcile_once(tmp_path, monkeypatch):
+    inbox = tmp_path / "incoming"
+    inbox.mkdir()
+    asked = []
+    monkeypatch.setattr(engine, "_ask", lambda opts, job: asked.append(job) or True)
+    conf, state = {"standby": "warm", "inbox_dir": str(inbox)}, {}
+    engine._arrivals({}, conf, state, "BACKUP", "reconcile")  # the first look only records
+    os.utime(inbox, ns=(1, 1))  # a file renamed into it changes the directory's mtime
+    engine._arrivals({}, conf, state, "BACKUP", "reconcile")
+    engine._arrivals({}, conf, state, "BACKUP", "reconcile")  # nothing new: not asked again
+    os.utime(inbox, ns=(2, 2))
+    engine._arrivals({}, dict(conf, standby="cold"), state, "BACKUP", "reconcile")
+    engine._arrivals({}, conf, dict(state), "MASTER", "reconcile")
+    assert asked == ["reconcile"]

@@ -325,3 +325,9 @@ def test_runtime_is_compared_with_memory_and_disk_in_its_own_shape():
     not_loaded = dict(same_shape, memory="m", memory_runtime="m2")
     assert [p["problem"] for p in layers.config_problems({"MYSQL USERS": not_loaded})] == [
         "config_not_saved", "config_not_loaded"]
+
+
+def test_an_apply_flushes_the_configdb_first_then_loads_each_module_from_disk_and_to_runtime():
+    assert admin.apply_statements(["mysql users", "SCHEDULER"]) == [
+        "PROXYSQL FLUSH CONFIGDB", "LOAD MYSQL USERS FROM DISK", "LOAD MYSQL USERS TO RUNTIME",
+        "LOAD SCHEDULER FROM DISK", "LOAD SCHEDULER TO RUNTIME"]

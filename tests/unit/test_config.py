@@ -393,3 +393,16 @@ def test_pillar_data_salt_masks_is_plain_in_the_configuration():
 
     assert f"{conf['commands']['start']}" == "['/usr/sbin/service', 'proxysql', 'start']"
     assert type(conf["commands"]) is dict and type(conf["commands"]["start"]) is list
+
+
+def test_standby_defaults_to_cold_and_warm_runs_proxysql_on_the_backup():
+    assert build_linux({})["standby"] == "cold"
+    assert build_linux({})["stop_on_backup"] is True
+    warm = build_linux({"standby": "warm"})
+    assert (warm["standby"], warm["stop_on_backup"]) == ("warm", False)
+
+
+@pytest.mark.parametrize("changes", [{"standby": "hot"}, {"standby": "warm", "stop_on_backup": True}])
+def test_a_standby_that_is_not_cold_or_warm_or_contradicts_stop_on_backup_is_refused(changes):
+    with pytest.raises(SaltInvocationError, match="proxysql_ha:(standby|stop_on_backup)"):
+        build_linux(changes)

@@ -129,3 +129,47 @@ def test_a_released_backup_tries_proxysql_once_per_hold_down():
     base = dict(role="BACKUP", recorded={"role": "BACKUP"}, running=False)
     assert plan(**base, vip={"released": True, "since": 900.0, "probed": 990.0})["probe"] is False
     assert plan(**base, vip={"released": True, "since": 900.0, "probed": 960.0})["probe"] is True
+
+
+# ---- a warm standby ------------------------------------------------------------------
+
+WARM = dict(role="BACKUP", recorded={"role": "BACKUP"}, stop_on_backup=False, standby="warm")
+SAME_LAYOUT = {"name": "copy-7", "tables": {"kept": ["mysql_users"], "migrated": {},
+                                             "recreated_empty": [], "created_empty": []}}
+
+
+def test_a_warm_backup_applies_a_received_backup_of_its_layout_to_the_running_proxysql():
+    result = plan(**WARM, received=SAME_LAYOUT)
+    assert (result["apply"], result["stop"], result["start"]) == ("flush", False, False)
+    assert result["actions"] == ["apply copy-7 to the running ProxySQL"]
+
+
+@pytest.mark.parametrize("tables", [{"migrated": {"mysql_servers": "mysql_servers_v301"}},
+                                    {"created_empty": ["mysql_servers_ssl_params"]},
+                                    {"recreated_empty": ["scheduler"]}])
+def test_a_received_backup_that_needs_a_migration_is_applied_with_a_restart(tables):
+    result = plan(**WARM, received=dict(SAME_LAYOUT, tables=dict(SAME_LAYOUT["tables"], **tables)))
+    assert result["apply"] == "restart"
+    assert proxysql_ha_plan.needs_migration(SAME_LAYOUT) is False
+
+
+def test_a_warm_backup_whose_proxysql_is_down_installs_before_starting_it():
+    result = plan(**dict(WARM, running=False), received=SAME_LAYOUT)
+    assert (result["apply"], result["start"]) == ("restart", True)
+
+
+def test_a_warm_backup_in_line_has_nothing_to_do_and_a_stopped_one_is_started():
+    assert (plan(**WARM)["actions"], plan(**WARM)["apply"]) == ([], None)
+    stopped = plan(**dict(WARM, running=False))
+    assert (stopped["start"], stopped["apply"], stopped["stop"]) == (True, None, False)
+
+
+def test_an_apply_a_crash_cut_short_is_finished_by_loading_the_live_db_again():
+    result = plan(**WARM, journal={"transition": "apply", "since": 900.0, "restoring": "copy-7"})
+    assert result["apply"] == "reload"
+    assert result["handover"] is False  # an apply is no hand-over
+
+
+def test_a_cold_backup_and_a_master_never_apply():
+    assert plan(**dict(WARM, standby="cold"), received=SAME_LAYOUT)["apply"] is None
+    assert plan(standby="warm", received=SAME_LAYOUT)["apply"] is None
