@@ -1548,6 +1548,9 @@ def _verify(conf):
     interface answers (or not within ``admin:query_timeout``) the install is
     reported as not verified.
     """
+    if not conf["admin"]["enabled"]:  # no client to ask (and no fork on the failover path)
+        return {"verified": False, "problems": [],
+                "reason": "not verified: admin:enabled is false (no admin client configured)"}
     live = _live(conf)
     try:
         params = _u("proxysql_ha_admin.resolve")(conf["admin"], live)

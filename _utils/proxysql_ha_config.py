@@ -191,6 +191,12 @@ def build(raw, os_family, minion_id, root_dir="/"):
             _fail("stop_on_backup", True, "contradicts 'standby: warm' (ProxySQL runs on a warm "
                   "BACKUP): leave it out, or set standby: cold")
         conf["stop_on_backup"] = False
+        # it is applied through the admin interface, so warm means the admin client is used
+        given = raw.get("admin")
+        if isinstance(given, dict) and given.get("enabled") is False:
+            _fail("admin:enabled", False, "contradicts 'standby: warm' (received backups are "
+                  "applied through the admin interface): leave it out, or set standby: cold")
+        conf["admin"]["enabled"] = True
     if conf["node_id"] is None:
         conf["node_id"] = minion_id
     etc = conf["formula"]["etc_dir"]

@@ -9,11 +9,11 @@ from bench import lab_bench, report
 
 def test_the_idle_section_shows_each_node_above_the_bare_minion_against_the_target():
     lines = report._idle_cost({"seconds": 120.0, "bare_pct": 0.5, "nodes": {"a": 0.6, "b": 0.95},  # pylint: disable=protected-access
-                          "target_pct": 0.2})
+                          "forked_pct": {"a": 0.04}, "target_pct": 0.2})
     text = "\n".join(lines)
     assert "## Idle cost per node" in text
-    assert "| host A | 0.60 % | 0.10 % | yes |" in text
-    assert "| host B | 0.95 % | 0.45 % | NO |" in text
+    assert "| host A | 0.60 % | 0.10 % | 0.04 % | yes |" in text
+    assert "| host B | 0.95 % | 0.45 % | – | NO |" in text  # its forks not measured: said so
     assert "bare salt-minion" in text and "120 s" in text
 
 

@@ -400,9 +400,12 @@ def test_standby_defaults_to_cold_and_warm_runs_proxysql_on_the_backup():
     assert build_linux({})["stop_on_backup"] is True
     warm = build_linux({"standby": "warm"})
     assert (warm["standby"], warm["stop_on_backup"]) == ("warm", False)
+    assert build_linux({})["admin"]["enabled"] is False
+    assert warm["admin"]["enabled"] is True  # applied through the admin interface
 
 
-@pytest.mark.parametrize("changes", [{"standby": "hot"}, {"standby": "warm", "stop_on_backup": True}])
+@pytest.mark.parametrize("changes", [{"standby": "hot"}, {"standby": "warm", "stop_on_backup": True},
+                                     {"standby": "warm", "admin": {"enabled": False}}])
 def test_a_standby_that_is_not_cold_or_warm_or_contradicts_stop_on_backup_is_refused(changes):
-    with pytest.raises(SaltInvocationError, match="proxysql_ha:(standby|stop_on_backup)"):
+    with pytest.raises(SaltInvocationError, match="proxysql_ha:(standby|stop_on_backup|admin:enabled)"):
         build_linux(changes)
