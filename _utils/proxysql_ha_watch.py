@@ -90,6 +90,21 @@ def pid_running(pidfile):
     return pid_state(pidfile) == "running"
 
 
+def is_proxysql(cmdline):
+    """
+    Whether a ``/proc/<pid>/cmdline`` is ProxySQL's: its program (or, for a
+    Python interpreter, its script: the test stand-in) is named ``proxysql...``. Not merely the word
+    anywhere: a reused pid may belong to a process whose title or arguments
+    name it (a Salt job running ``proxysql_ha.promote``, an editor on
+    ``proxysql.cnf``), and that process is not ProxySQL.
+    """
+    args = [os.path.basename(arg.split(b" ")[0]) for arg in cmdline.split(b"\0")[:2]]
+    if args and args[0].startswith(b"python") and len(args) > 1:
+        args = args[1:]  # an interpreter runs it: the script is the program
+    name = args[0] if args else b""
+    return name.startswith(b"proxysql") and not name.startswith((b"proxysql_ha", b"proxysql-ha"))
+
+
 def pid_state(pidfile):
     """
     What ``pidfile`` says of ProxySQL: ``"running"`` (it names a live process
@@ -114,7 +129,7 @@ def pid_state(pidfile):
         pass
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return "running" if b"proxysql" in handle.read(4096) else "stale"
+            return "running" if is_proxysql(handle.read(4096)) else "stale"
     except FileNotFoundError:  # no /proc here (FreeBSD): the pid exists
         return "stale" if os.path.isdir("/proc/self") else "running"
     except OSError:

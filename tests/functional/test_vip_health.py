@@ -188,9 +188,12 @@ def test_ucarp_is_frozen_once_the_vip_left_and_woken_when_the_vip_is_taken_back(
         frozen = process_state(pid, "T")
         vip = a.ha.status()["vip"]
 
-        with_health(a, carp="ucarp", ucarp_pidfile=str(pidfile), grace=1, hold_down=0)  # ProxySQL starts again
-        assert a.ha.reconcile()["report"]["started"] is True
-        reclaimed = a.ha.reconcile()["report"]["vip"]
+        # ProxySQL starts again; the VIP is still gone (the wrapper stays: ucarp is frozen), so
+        # the node is BACKUP and its probe finds ProxySQL running and takes the VIP back
+        with_health(a, carp="ucarp", ucarp_pidfile=str(pidfile), grace=1, hold_down=0)
+        back = a.ha.reconcile()["report"]
+        assert back["probe"] == "ProxySQL runs again"
+        reclaimed = back["vip"]
     finally:
         os.kill(pid, signal.SIGCONT)
 

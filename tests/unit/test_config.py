@@ -12,7 +12,14 @@ MINION_ID = "node-a"
 LINUX_PILLAR = {"vhid": 9, "interface": "eth0", "vip": "192.0.2.50", "peer": {"host": "proxysql2.example.test"}}
 # The smallest pillar a FreeBSD minion (role_source freebsd_carp, no vip) accepts.
 FREEBSD_PILLAR = {"vhid": 9, "interface": "em0", "peer": {"host": "proxysql2.example.test"}}
-DROP = object()  # a value in ``changes`` that removes the key
+class _Drop:
+    """A value in ``changes`` that removes the key (its repr is stable: test ids are built from it)."""
+
+    def __repr__(self):
+        return "DROP"
+
+
+DROP = _Drop()
 FULL_COMMANDS = {
     "start": ["/usr/sbin/service", "proxysql", "start"],
     "stop": ["/usr/sbin/service", "proxysql", "stop"],

@@ -3,8 +3,11 @@
 import os
 import socket
 import struct
+import shutil
 import subprocess
 import sys
+
+import pytest
 
 import proxysql_ha_watch as w
 
@@ -73,9 +76,17 @@ def test_pid_running_needs_a_live_proxysql_process(tmp_path):
     assert not w.pid_running(str(pidfile))  # absent
     pidfile.write_text("garbage")
     assert not w.pid_running(str(pidfile))
-    pidfile.write_text(f"{os.getpid()}\n")  # alive, but not ProxySQL: a reused pid
-    assert not w.pid_running(str(pidfile))
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "proxysql"])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "proxysql_ha.promote",
+                              "/etc/proxysql.cnf"])
+    try:  # alive, but not ProxySQL: a reused pid, whose arguments only name it
+        pidfile.write_text(f"{other.pid}\n")
+        assert not w.pid_running(str(pidfile))
+    finally:
+        other.kill()
+        other.wait()
+    program = tmp_path / "proxysql"
+    program.symlink_to(shutil.which("sleep"))
+    proc = subprocess.Popen([str(program), "30"])
     try:
         pidfile.write_text(f"{proc.pid}\n")
         assert w.pid_running(str(pidfile))
@@ -83,6 +94,20 @@ def test_pid_running_needs_a_live_proxysql_process(tmp_path):
         proc.kill()
         proc.wait()
     assert not w.pid_running(str(pidfile))
+
+
+@pytest.mark.parametrize(("cmdline", "ours"), [
+    (b"/usr/bin/proxysql\0-f\0-c\0/etc/proxysql.cnf\0", True),
+    (b"proxysql -f --idle-threads\0", True),  # a title set over argv[0]
+    (b"/usr/bin/python3\0/work/standin/proxysql_standin.py\0start\0", True),
+    (b"/usr/bin/python3\0-m\0salt.scripts\0proxysql_ha.promote\0", False),
+    (b"/opt/salt/bin/salt-minion ProcessPayload(jid=1) proxysql_ha\0", False),
+    (b"/usr/bin/vi\0/etc/proxysql.cnf\0", False),
+    (b"/usr/local/libexec/proxysql-ha-receive\0/var/lib/in\0", False),
+    (b"", False),
+])
+def test_only_a_program_named_proxysql_is_proxysql(cmdline, ours):
+    assert w.is_proxysql(cmdline) is ours
 
 
 def test_a_role_change_just_relayed_from_the_hook_needs_no_second_reconcile():
