@@ -21,8 +21,18 @@ $(STAMP): setup.cfg
 	$(PY) -m pip install -e '.[tests]'
 	touch $@
 
+# The unit and functional layers (separate files, ports and directories per test) run on
+# TEST_JOBS workers; integration (it moves 127.0.0.77 on lo), the lab's e2e and the quick bench
+# run serially after them. PYTEST_ARGS: one serial run with these arguments instead.
+TEST_JOBS ?= 4
+
 test: venv deps
+ifeq ($(strip $(PYTEST_ARGS)),)
+	$(PY) -m pytest -ra -n $(TEST_JOBS) tests/unit tests/functional
+	$(PY) -m pytest -ra tests/integration tests/e2e tests/bench
+else
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
+endif
 
 deps:
 	@missing=""; \
