@@ -67,10 +67,6 @@ CHECKSUM_QUERIES = {
                                     "ORDER BY writer_hostgroup",
 }
 CHECKSUM_DISK = set(CHECKSUM_QUERIES)
-# The columns save_mysql_users_runtime_to_database names in its REPLACE statements.
-USER_COLUMNS = ("username, password, active, use_ssl, default_hostgroup, default_schema, schema_locked, "
-                "transaction_persistent, fast_forward, backend, frontend, max_connections, attributes, "
-                "comment")
 # include/ProxySQL_Admin_Tables_Definitions.h, ADMIN_SQLITE_RUNTIME_CHECKSUMS_VALUES.
 RUNTIME_CHECKSUMS_DDL = ("CREATE TABLE runtime_checksums_values (name VARCHAR NOT NULL , version INT "
                          "NOT NULL , epoch INT NOT NULL , checksum VARCHAR NOT NULL , PRIMARY KEY (name))")
@@ -209,10 +205,15 @@ class AdminStore:
             # save_mysql_users_runtime_to_database(false): every user inactive, then REPLACE
             # the runtime rows (one per frontend, one per backend) into main.
             self._execute("UPDATE mysql_users SET active=0")
-            self._execute(f"REPLACE INTO main.mysql_users ({USER_COLUMNS}) "
-                          f"SELECT {USER_COLUMNS} FROM runtime_mysql_users")
+            columns = ", ".join(self._user_columns())
+            self._execute(f"REPLACE INTO main.mysql_users ({columns}) "
+                          f"SELECT {columns} FROM runtime_mysql_users")
             return
         self._copy(module, lambda t: f"runtime_{t}", lambda t: f"main.{t}")
+
+    def _user_columns(self):
+        """The columns this version's mysql_users has (2.0.x has no ``attributes``)."""
+        return [row[1] for row in self.conn.execute("PRAGMA main.table_info(mysql_users)")]
 
     def _users_to_runtime(self):
         """
@@ -222,12 +223,13 @@ class AdminStore:
         keeps them in that shape (it does not hash passwords as admin-hash_passwords would).
         """
         self.conn.execute("DELETE FROM runtime_mysql_users")
+        columns = self._user_columns()
         for side, backend, frontend in (("frontend", 0, 1), ("backend", 1, 0)):
+            shown = {"active": "1", "backend": str(backend), "frontend": str(frontend)}
             self.conn.execute(
-                f"INSERT INTO runtime_mysql_users ({USER_COLUMNS}) SELECT username, password, 1, "
-                "use_ssl, default_hostgroup, default_schema, schema_locked, transaction_persistent, "
-                f"fast_forward, {backend}, {frontend}, max_connections, attributes, comment "
-                f"FROM main.mysql_users WHERE active = 1 AND {side} = 1"
+                f"INSERT INTO runtime_mysql_users ({', '.join(columns)}) SELECT "
+                + ", ".join(shown.get(c, c) for c in columns)
+                + f" FROM main.mysql_users WHERE active = 1 AND {side} = 1"
             )
 
     def _stamp(self, module):
