@@ -389,6 +389,9 @@ class Host:
             rows = self._with_new_user()
         proxysql_db.save_table(self.node.live_db, table, rows)
         if self.proxysql_running():  # memory and runtime as after the operator's LOAD and SAVE
+            # just started, it may not have loaded yet: its admin interface listens once it has
+            # (the stand-in writes its report then), as ProxySQL's does after the load
+            self.node.wait_serving(timeout=15)
             module = next(m for m, spec in ADMIN_MODULES.items() if table in spec["tables"])
             self.admin_session(f"LOAD {module} FROM DISK; LOAD {module} TO RUNTIME;")
         return self.config()
