@@ -433,10 +433,10 @@ def _admin(conf):
     """
     if not conf["admin"]["enabled"]:
         return None
-    try:
+    try:  # the live db is read for what the pillar leaves out: it may be unreadable or odd
         params = _u("proxysql_ha_admin.resolve")(conf["admin"], _live(conf))
-    except (CommandExecutionError, SaltInvocationError) as exc:
-        return {"address": None, "params": None, "reachable": False, "error": str(exc)}
+    except (CommandExecutionError, SaltInvocationError, OSError, sqlite3.Error, KeyError) as exc:
+        return {"address": None, "params": None, "reachable": False, "error": _printable(exc)}
     return {"address": _u("proxysql_ha_admin.where")(params), "params": params,
             "reachable": None, "error": None}
 
@@ -1486,10 +1486,11 @@ def _apply(conf, how, chosen, running, errors, journal=True):
     live = _live(conf)
     report = {"how": how, "chosen": chosen and chosen["name"], "installed": False}
     steps = report["steps_ms"] = {}
-    try:
-        params = _u("proxysql_ha_admin.resolve")(conf["admin"], live)
-    except (CommandExecutionError, SaltInvocationError, OSError, sqlite3.Error, KeyError) as exc:
-        params, report["admin_error"] = None, f"admin interface unknown: {_printable(exc)}"
+    admin = _admin(conf)  # a warm standby has admin:enabled (the pillar's rule)
+    params = admin["params"] if admin else None
+    if params is None:
+        report["admin_error"] = ("admin interface unknown: "
+                                 + (admin["error"] if admin else "admin:enabled is false"))
     if journal:
         _save_state(conf, JOURNAL, {"transition": "apply", "since": time.time(),
                                     "restoring": chosen and chosen["name"]}, errors)
@@ -1548,12 +1549,15 @@ def _verify(conf):
     interface answers (or not within ``admin:query_timeout``) the install is
     reported as not verified.
     """
-    if not conf["admin"]["enabled"]:  # no client to ask (and no fork on the failover path)
+    admin = _admin(conf)
+    if admin is None:  # no client to ask (and no fork on the failover path)
         return {"verified": False, "problems": [],
                 "reason": "not verified: admin:enabled is false (no admin client configured)"}
     live = _live(conf)
     try:
-        params = _u("proxysql_ha_admin.resolve")(conf["admin"], live)
+        if admin["params"] is None:
+            raise CommandExecutionError(admin["error"])
+        params = admin["params"]
         modules = _u("proxysql_ha_admin.file_modules")(live)
         installed, runtime = _u("proxysql_ha_admin.installed_and_runtime")(params, live, modules)
     except Exception as exc:  # pylint: disable=broad-except  # a check: it never stops a failover
