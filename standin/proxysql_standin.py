@@ -291,18 +291,21 @@ def parse_address(text):
     return host.removeprefix("[").removesuffix("]"), int(port)
 
 
-def traffic_interface(conn):
-    """The first ``mysql-interfaces`` entry (``;``-separated) of the loaded ``global_variables``."""
-    row = conn.execute("SELECT variable_value FROM global_variables WHERE variable_name='mysql-interfaces'").fetchone()
+def first_interface(conn, variable, default):
+    """The first entry of a ``;``-separated interfaces variable of the loaded ``global_variables``."""
+    row = conn.execute("SELECT variable_value FROM global_variables WHERE variable_name=?", (variable,)).fetchone()
     entries = [entry for entry in (row[0] if row and row[0] else "").split(";") if entry.strip()]
-    return entries[0] if entries else DEFAULT_INTERFACES
+    return entries[0] if entries else default
+
+
+def traffic_interface(conn):
+    """The first ``mysql-interfaces`` entry (``0.0.0.0:6033`` when empty, as start_listeners() does)."""
+    return first_interface(conn, "mysql-interfaces", DEFAULT_INTERFACES)
 
 
 def admin_interface(conn):
-    """The first ``admin-mysql_ifaces`` entry of the loaded ``global_variables`` (ProxySQL's default when unset)."""
-    row = conn.execute("SELECT variable_value FROM global_variables WHERE variable_name='admin-mysql_ifaces'").fetchone()
-    entries = [entry for entry in (row[0] if row and row[0] else "").split(";") if entry.strip()]
-    return entries[0] if entries else dict(DEFAULT_VARIABLES)["admin-mysql_ifaces"]
+    """The first ``admin-mysql_ifaces`` entry (ProxySQL's default when unset)."""
+    return first_interface(conn, "admin-mysql_ifaces", dict(DEFAULT_VARIABLES)["admin-mysql_ifaces"])
 
 
 def import_admin():
