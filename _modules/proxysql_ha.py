@@ -390,7 +390,9 @@ def _running(conf, role=None, admin=None):
     if not running or role != "MASTER" or admin is None or admin["params"] is None:
         return running
     _admin_answers(admin)  # asked here: the utils call back from a loader without __utils__
-    return _u("proxysql_ha_proxysql.healthy")(lambda: admin["reachable"],
+    # An answer refusing the credentials comes from ProxySQL's admin module: it is alive (the
+    # wrong password is admin_denied, never a reason to give up the VIP).
+    return _u("proxysql_ha_proxysql.healthy")(lambda: admin["reachable"] or admin["denied"],
                                               _control(conf)["traffic"])
 
 
@@ -436,9 +438,10 @@ def _admin(conf):
     try:  # the live db is read for what the pillar leaves out: it may be unreadable or odd
         params = _u("proxysql_ha_admin.resolve")(conf["admin"], _live(conf))
     except (CommandExecutionError, SaltInvocationError, OSError, sqlite3.Error, KeyError) as exc:
-        return {"address": None, "params": None, "reachable": False, "error": _printable(exc)}
+        return {"address": None, "params": None, "reachable": False, "denied": False,
+                "error": _printable(exc)}
     return {"address": _u("proxysql_ha_admin.where")(params), "params": params,
-            "reachable": None, "error": None}
+            "reachable": None, "denied": False, "error": None}
 
 
 def _admin_answers(admin):
@@ -453,7 +456,8 @@ def _admin_answers(admin):
         try:
             admin["reachable"] = _u("proxysql_ha_admin.ping")(quick)
         except (CommandExecutionError, SaltInvocationError) as exc:
-            admin.update(reachable=False, error=str(exc))
+            admin.update(reachable=False, denied=_u("proxysql_ha_admin.denied")(exc),
+                         error=str(exc))
     return admin["reachable"]
 
 
@@ -476,6 +480,12 @@ def _admin_problems(report, admin):
                     for p in _u("proxysql_ha_layers.config_problems")(digests)]
     if admin["reachable"]:
         return []
+    if admin["denied"]:
+        return [{"kind": "admin_denied", "address": admin["address"],
+                 "message": f"ProxySQL's admin interface ({admin['address']}) refuses this "
+                            f"node's credentials: {admin['error']}; ProxySQL answers, so it "
+                            "counts as running, but the layer checks were not made "
+                            "(pillar proxysql_ha:admin:user/password, or admin-admin_credentials)"}]
     return [{"kind": "admin_unreachable", "address": admin["address"],
              "message": f"ProxySQL's admin interface ({admin['address'] or 'address unknown'}) "
                         f"does not answer: {admin['error']}; the layer checks were not made "

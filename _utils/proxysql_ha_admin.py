@@ -77,6 +77,10 @@ _LOST = {"2013"}
 _DENIED = {"1045", "1044", "1698"}
 
 
+class AdminDenied(CommandExecutionError):
+    """The admin interface answered and refused the credentials: ProxySQL is alive there."""
+
+
 def __virtual__():
     return __virtualname__
 
@@ -278,7 +282,9 @@ def _run(params, sql):
     log.debug("admin at %s: %.3f s, rc %s", where(params), time.monotonic() - started,
               proc.returncode)
     if proc.returncode != 0:
-        raise CommandExecutionError(classify_error(params, proc.stderr.decode("utf-8", "replace")))
+        stderr = proc.stderr.decode("utf-8", "replace")
+        denied = (_error_code(stderr) or (None,))[0] in _DENIED
+        raise (AdminDenied if denied else CommandExecutionError)(classify_error(params, stderr))
     try:
         return proc.stdout.decode("utf-8", "strict")
     except UnicodeDecodeError as exc:
@@ -287,14 +293,19 @@ def _run(params, sql):
         ) from exc
 
 
+def _error_code(stderr):
+    """``(error number, message)`` of the client's ``ERROR ...`` line, or None."""
+    match = _ERROR_RE.search(stderr.strip())
+    return (match.group(1), match.group(3).strip()) if match else None
+
+
 def classify_error(params, stderr):
     """A message naming the address and what failed, from the client's stderr."""
-    text = stderr.strip()
-    match = _ERROR_RE.search(text)
     place = f"ProxySQL admin at {where(params)}"
-    if not match:
-        return f"{place}: the client failed: {text or 'no message'}"
-    code, message = match.group(1), match.group(3).strip()
+    found = _error_code(stderr)
+    if not found:
+        return f"{place}: the client failed: {stderr.strip() or 'no message'}"
+    code, message = found
     if code in _UNREACHABLE:
         return f"{place} is unreachable (error {code}: {message}); is ProxySQL running there?"
     if code in _LOST:
@@ -426,6 +437,11 @@ def module_name(module):
             f"unknown ProxySQL admin module {module!r}; known: {', '.join(MODULES)}"
         )
     return name
+
+
+def denied(exc):
+    """Whether ``exc`` is the admin interface refusing the credentials (it answered)."""
+    return isinstance(exc, AdminDenied)
 
 
 def ping(params):

@@ -26,7 +26,7 @@ PROBLEM_KINDS = (
     "role_unreadable", "proxysql_unknown", "master_proxysql_down", "backup_proxysql_up",
     "backup_invalid", "backup_stale", "ship_failed", "received_invalid",
     "datadir_missing", "ssh_key_missing",
-    "admin_unreachable", "config_not_saved", "config_not_loaded",
+    "admin_unreachable", "admin_denied", "config_not_saved", "config_not_loaded",
     "restore_not_loaded", "backup_config_changed",
 )
 COUNTER_NAMES = ("ship_failures", "restores", "failovers")

@@ -90,9 +90,10 @@ def test_the_traffic_port_accepts(server):
 def test_wrong_password_is_a_clear_error_in_bounded_time(params):
     bad = dict(params, password="not-the-password")
     started = time.monotonic()
-    with pytest.raises(CommandExecutionError, match=r"127\.0\.0\.1:\d+: access denied for user 'admin'"):
+    with pytest.raises(CommandExecutionError, match=r"127\.0\.0\.1:\d+: access denied for user 'admin'") as caught:
         admin.ping(bad)
     assert time.monotonic() - started < BOUND
+    assert admin.denied(caught.value)  # it answered: the health rule counts that as alive
 
 
 def test_unreachable_address_is_a_clear_error_in_bounded_time(params):
