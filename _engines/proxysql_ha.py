@@ -5,8 +5,9 @@ A schedule job costs the minion a fork (50-260 ms of CPU) on every run, so
 the engine does the periodic looks itself and asks the minion to run a job
 (``manage_schedule`` ``run_job``) only when something is out of line:
 
-- every ``interval`` s it ``stat()``\\ s ``proxysql.db`` (and reads SQLite's
-  change counter); a save on the MASTER (or where the role is unknown) asks
+- when ProxySQL writes ``proxysql.db`` (an inotify watch of the datadir on
+  Linux, woken once the save's writes pause; elsewhere every ``interval``
+  s) it ``stat()``\\ s it (and reads SQLite's change counter); a save on the MASTER (or where the role is unknown) asks
   for the ship job; a save on a node last seen as BACKUP reads the role again
   first (it may have just taken over);
 - every ``check_interval`` s it reads the role (Linux: one netlink dump of
@@ -68,6 +69,8 @@ RETRY = 10.0  # seconds before a lasting condition (ProxySQL down on the MASTER)
 SPOOL_BATCH = 256  # transitions read from the spool per look: the hook keeps one per vhid anyway
 REFRESH_TAG = "minion_pillar_refresh_complete"
 COMPILE_WAIT = 0.05  # seconds a look waits for a pillar being compiled before going on without it
+SETTLE, SETTLE_MAX = 0.02, 0.25  # s: a save's writes, paused for SETTLE, wake one look
+WAKES_PER_WAIT = 1000  # a wait ends at its interval anyway: this bounds the wake-ups it ignores
 CLAIMED = ".relaying-"  # a spooled file the engine has taken: the hook never writes this name
 _HELPERS = {}  # "module.function": the function, resolved once per start
 _BUS = {}  # the minion's event bus, connected once and kept: ``{"pusher", "listener"}``
@@ -287,16 +290,67 @@ def _open_wake(spool):
 
 
 def _wait(wake, interval):
-    """Sleep ``interval`` seconds, or less when the hook pokes the FIFO."""
-    if wake is None:
-        select.select([], [], [], interval)
-        return
-    ready, _, _ = select.select([wake], [], [], interval)
-    if ready:
+    """
+    Sleep ``interval`` seconds, or less when the hook pokes the FIFO or, where
+    the db is watched, ProxySQL writes it. ``wake``: None, the FIFO's fd, or
+    ``{"fifo": fd or None, "db": inotify fd or None, "name": the db's file name}``.
+    A write wakes the look once the writes have paused for ``SETTLE`` s (a save
+    is several commits; at most ``SETTLE_MAX`` s), so one save asks for one job;
+    writes to other files of the directory (ProxySQL's log) do not wake it.
+    """
+    if not isinstance(wake, dict):
+        wake = {"fifo": wake, "db": None, "name": None}
+    fifo, db = wake["fifo"], wake["db"]
+    fds = [fd for fd in (fifo, db) if fd is not None]
+    deadline = time.monotonic() + interval
+    for _ in range(WAKES_PER_WAIT):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        ready = select.select(fds, [], [], left)[0] if fds else select.select([], [], [], left)
+        if not ready:
+            return
+        if fifo in ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(fifo, 4096)
+            return
+        if _db_written(wake):
+            return
+
+
+def _db_written(wake):
+    """The db watch fired: whether for the db (then once its writes paused), draining it."""
+    drain, touches = _util("proxysql_ha_watch.drain"), _util("proxysql_ha_watch.touches")
+    events = drain(wake["db"])
+    if _util("proxysql_ha_watch.watch_ended")(events):
+        wake["ended"] = True
+    if not touches(events, wake["name"]):
+        return False
+    until = time.monotonic() + SETTLE_MAX
+    while time.monotonic() < until and select.select([wake["db"]], [], [], SETTLE)[0]:
+        if _util("proxysql_ha_watch.watch_ended")(drain(wake["db"])):
+            wake["ended"] = True
+    return True
+
+
+def _watched(wake, db, now):
+    """
+    ``wake`` with an inotify watch of ``db``'s directory, opened again when
+    the db moved (a pillar refresh) or the watch ended; without one (another
+    system, no directory yet) the looks poll, and it is tried again after RETRY.
+    """
+    directory = os.path.dirname(db) if db else None
+    if wake["db"] is not None and (wake.get("ended") or wake["dir"] != directory):
+        os.close(wake["db"])
+        wake.update(db=None, ended=False)
+    if wake["db"] is None and directory and now >= wake.get("retry_at", 0.0):
         try:
-            os.read(wake, 4096)
-        except BlockingIOError:
-            pass
+            wake.update(db=_util("proxysql_ha_watch.watch_directory")(directory), dir=directory,
+                        name=os.path.basename(db))
+        except OSError as exc:
+            log.debug("proxysql_ha engine: not watching %s (polling instead): %s", directory, exc)
+            wake["retry_at"] = now + RETRY
+    return wake
 
 
 def _spooled(spool):
@@ -492,10 +546,10 @@ def start(db=None, job=None, interval=None, spool=None, reconcile_job=None, chec
     if watch["db"] is None:
         log.error("proxysql_ha engine: no database to watch yet: give db or the proxysql_ha "
                   "pillar (asked again every %ss)", RETRY)
-    wake = None
+    wake = {"fifo": None, "db": None, "dir": None, "name": None}
     if watch["spool"]:
         try:
-            wake = _open_wake(watch["spool"])
+            wake["fifo"] = _open_wake(watch["spool"])
         except OSError as exc:  # still relays, at every look instead of at once
             log.error("proxysql_ha engine: cannot open the spool's FIFO: %s", exc)
     state = {"last": _signature(watch["db"]) if watch["db"] else None, "role": None,
@@ -505,7 +559,10 @@ def start(db=None, job=None, interval=None, spool=None, reconcile_job=None, chec
              watch["job"])
     loops = 0
     while not stopping and (max_loops is None or loops < max_loops):
-        _wait(wake, watch["interval"])
+        wake = _watched(wake, watch["db"], time.monotonic())
+        # a watched db wakes the look itself: then it only needs to come every check interval
+        _wait(wake, max(watch["interval"], watch["check_interval"] or 0.0)
+              if wake["db"] is not None else watch["interval"])
         loops += 1
         try:
             now = time.monotonic()
@@ -522,4 +579,8 @@ def start(db=None, job=None, interval=None, spool=None, reconcile_job=None, chec
             log.exception("proxysql_ha engine: a look failed; going on")
     for key in list(_BUS):
         _drop_bus(key)
+    for fd in (wake["fifo"], wake["db"]):
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
     log.info("proxysql_ha engine: stopped")

@@ -4,9 +4,12 @@ whether ProxySQL runs) read without forking where the system allows it, and
 which job, if any, must run because something is out of line.
 
 ``decide`` and ``coalesce`` are pure; the readers touch only the kernel (one
-netlink dump, a pid file, ``/proc``, ``kill(pid, 0)``).
+netlink dump, a pid file, ``/proc``, ``kill(pid, 0)``, an inotify watch of the
+datadir through libc, since the standard library has no binding for it).
 """
 
+import ctypes
+import ctypes.util
 import ipaddress
 import os
 import socket
@@ -20,8 +23,87 @@ _IFA_ADDRESS, _IFA_LOCAL = 1, 2
 _MAX_REPLIES = 64  # recv() calls for one dump: an interface's addresses fit in one or two
 
 
+# inotify(7): the events a save, a journal or a rename of the db makes in its directory, and
+# those that end the watch (the directory gone) or lose events (the queue overflowed).
+_IN_MODIFY, _IN_ATTRIB, _IN_CLOSE_WRITE = 0x2, 0x4, 0x8
+_IN_MOVED_FROM, _IN_MOVED_TO, _IN_CREATE, _IN_DELETE = 0x40, 0x80, 0x100, 0x200
+_IN_DELETE_SELF, _IN_MOVE_SELF, _IN_Q_OVERFLOW, _IN_IGNORED = 0x400, 0x800, 0x4000, 0x8000
+_IN_WATCHED = (_IN_MODIFY | _IN_ATTRIB | _IN_CLOSE_WRITE | _IN_MOVED_FROM | _IN_MOVED_TO
+               | _IN_CREATE | _IN_DELETE | _IN_DELETE_SELF | _IN_MOVE_SELF)
+_IN_LOST = _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_Q_OVERFLOW | _IN_IGNORED
+_IN_EVENT = struct.Struct("=iIII")  # wd, mask, cookie, len; then len bytes of NUL-padded name
+_LIBC = []
+
+
 def __virtual__():
     return __virtualname__
+
+
+def inotify_events(data):
+    """``[(mask, name)]`` of the ``struct inotify_event`` records in ``data`` (pure; a
+    truncated record ends the list)."""
+    events, offset = [], 0
+    while offset + _IN_EVENT.size <= len(data):
+        _, mask, _, length = _IN_EVENT.unpack_from(data, offset)
+        start = offset + _IN_EVENT.size
+        if start + length > len(data):
+            break
+        events.append((mask, bytes(data[start:start + length]).split(b"\0", 1)[0].decode(
+            "utf-8", "surrogateescape")))
+        offset = start + length
+    return events
+
+
+def touches(events, name):
+    """
+    Whether inotify ``events`` (from :func:`inotify_events`) concern the file
+    ``name`` or its SQLite companions (``name-journal``, ``-wal``, ``-shm``),
+    or may have (the queue overflowed, the watch ended): ProxySQL's log and
+    stats files in the same directory do not wake the engine.
+    """
+    return any(mask & _IN_LOST or entry == name or entry.startswith(name + "-")
+               for mask, entry in events)
+
+
+def watch_directory(path):
+    """
+    A non-blocking inotify descriptor watching directory ``path`` (Linux);
+    OSError where there is none (another system, no such directory, no
+    watches left): the caller then polls.
+    """
+    if not _LIBC:
+        _LIBC.append(ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True))
+    libc = _LIBC[0]
+    if not hasattr(libc, "inotify_init1"):
+        raise OSError("no inotify on this system")
+    fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), f"inotify_init1: {os.strerror(ctypes.get_errno())}")
+    if libc.inotify_add_watch(fd, os.fsencode(path), _IN_WATCHED) < 0:
+        errno = ctypes.get_errno()
+        os.close(fd)
+        raise OSError(errno, f"inotify_add_watch {path}: {os.strerror(errno)}")
+    return fd
+
+
+def drain(fd, limit=64):
+    """The events waiting on inotify descriptor ``fd`` (at most ``limit`` reads), without
+    blocking; ``[(_IN_Q_OVERFLOW, "")]`` when more were waiting than were read."""
+    events = []
+    for _ in range(limit):
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return events
+        if not data:
+            return events
+        events.extend(inotify_events(data))
+    return events + [(_IN_Q_OVERFLOW, "")]
+
+
+def watch_ended(events):
+    """Whether the watch itself is gone (its directory removed or renamed): open it again."""
+    return any(mask & (_IN_DELETE_SELF | _IN_MOVE_SELF | _IN_IGNORED) for mask, _ in events)
 
 
 def parse_addresses(data, index):

@@ -66,8 +66,9 @@ def _idle(idle):
         "",
         "As a Salt schedule job the same call also costs the minion's fork and return "
         "(about 70 ms of CPU per run, measured on Salt 3008.4: shared/proxysql/NOTES.md); that is "
-        "why a saved change is noticed by the engine's `stat()` every 0.25 s, and the ship job "
-        "itself runs every 10 s only as a safety net.",
+        "why a saved change is noticed by the engine (an inotify watch of the datadir, its `stat()` "
+        "every 0.25 s where there is none), and the ship job itself runs every 15 min only as a "
+        "safety net.",
         "",
     ]
 

@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -227,3 +228,46 @@ def test_a_backup_arriving_on_a_warm_standby_asks_for_reconcile_once(tmp_path, m
     engine._arrivals({}, dict(conf, standby="cold"), state, "BACKUP", "reconcile")
     engine._arrivals({}, conf, dict(state), "MASTER", "reconcile")
     assert asked == ["reconcile"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_a_watched_db_wakes_the_wait_at_once_and_the_log_beside_it_does_not(tmp_path):
+    """The real inotify: a save wakes the wait (after its writes pause), ProxySQL's log never does."""
+    db = tmp_path / "proxysql.db"
+    sqlite3.connect(db).close()
+    wake = engine._watched({"fifo": None, "db": None, "dir": None, "name": None},  # pylint: disable=protected-access
+                           str(db), time.monotonic())
+    assert wake["db"] is not None and wake["name"] == "proxysql.db"
+    try:
+        (tmp_path / "proxysql.log").write_text("a log line\n")
+        begin = time.monotonic()
+        engine._wait(wake, 0.5)  # pylint: disable=protected-access
+        assert time.monotonic() - begin >= 0.5  # the log did not wake it: the interval ran out
+
+        def save():
+            time.sleep(0.2)
+            with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+                conn.execute("CREATE TABLE IF NOT EXISTS t (a)")
+                conn.execute("INSERT INTO t VALUES (1)")
+
+        writer = threading.Thread(target=save)
+        begin = time.monotonic()
+        writer.start()
+        engine._wait(wake, BOUND)  # pylint: disable=protected-access
+        woke = time.monotonic() - begin
+        writer.join(BOUND)
+        print(f"woke {woke * 1000:.0f} ms after the writer started (it writes after 200 ms)")
+        assert 0.2 <= woke < BOUND / 2
+
+        # the datadir replaced: the watch ends, and the next look watches the new one
+        (tmp_path / "proxysql.log").unlink()
+        db.unlink()
+        os.rmdir(tmp_path)
+        engine._wait(wake, 1.0)  # pylint: disable=protected-access
+        assert wake.get("ended")
+        tmp_path.mkdir()
+        wake = engine._watched(wake, str(db), time.monotonic())  # pylint: disable=protected-access
+        assert wake["db"] is not None and not wake.get("ended")
+    finally:
+        if wake["db"] is not None:
+            os.close(wake["db"])

@@ -127,3 +127,34 @@ def test_a_released_vip_keeps_the_probe_going_on_a_backup():
     assert w.decide(released, 100, CONF, 10) == [("reconcile", "the VIP is released: probe ProxySQL")]
     assert w.decide(dict(released, asked={"the VIP is released: probe ProxySQL": 95}), 100, CONF, 10) == []
     assert w.decide(dict(seen("MASTER", True), vip_released=True), 100, CONF, 10) == []
+
+
+def inotify_record(mask, name=b""):
+    padded = name + b"\0" * (-(len(name) + 1) % 16 + 1) if name else b""
+    return struct.pack("=iIII", 1, mask, 0, len(padded)) + padded
+
+
+def test_inotify_records_parse_and_a_truncated_one_ends_the_list():
+    data = inotify_record(0x2, b"proxysql.db") + inotify_record(0x100, b"proxysql.db-journal")
+    assert w.inotify_events(data) == [(0x2, "proxysql.db"), (0x100, "proxysql.db-journal")]
+    assert w.inotify_events(data + inotify_record(0x2, b"proxysql.log")[:20]) == w.inotify_events(data)
+    assert w.inotify_events(b"") == []
+
+
+@pytest.mark.parametrize(("events", "wakes"), [
+    ([(0x2, "proxysql.db")], True),
+    ([(0x100, "proxysql.db-journal")], True),
+    ([(0x80, "proxysql.db")], True),  # renamed into place: an install
+    ([(0x2, "proxysql.log"), (0x2, "proxysql_stats.db")], False),  # ProxySQL's log and stats
+    ([(0x80, "proxysql.db.tmp-1")], False),  # a temporary name, not yet the db
+    ([(0x4000, "")], True),  # the queue overflowed: anything may have happened
+    ([(0x8000, "")], True),  # the watch ended
+    ([], False),
+])
+def test_only_the_db_and_its_companions_wake_the_engine(events, wakes):
+    assert w.touches(events, "proxysql.db") is wakes
+
+
+def test_a_watch_ends_with_its_directory():
+    assert w.watch_ended([(0x400, "")]) and w.watch_ended([(0x8000, "")])
+    assert not w.watch_ended([(0x2, "proxysql.db"), (0x4000, "")])
