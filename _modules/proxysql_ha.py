@@ -1503,15 +1503,16 @@ def _apply(conf, how, chosen, running, errors, journal=True):
         errors.extend(_state_errors())
     steps["install"] = _ms(begin)
     mark = time.monotonic()
+    facts = None  # the installed file's modules and tables, read once for the loads and the check
     if how == "restart" or not running or params is None:
         report["how"] = "restart"
         _restart(conf, running)
     else:
-        try:  # one client run: the flush and the loads (the verification reads on its own)
-            modules = _u("proxysql_ha_admin.file_modules")(live)
+        try:  # one client run: the flush and the loads (the verification is one more)
+            facts = _u("proxysql_ha_admin.installed_facts")(live)
             _u("proxysql_ha_admin.execute")(
-                params, "; ".join(_u("proxysql_ha_admin.apply_statements")(modules)))
-            report["loaded"] = modules
+                params, "; ".join(_u("proxysql_ha_admin.apply_statements")(facts["modules"])))
+            report["loaded"] = facts["modules"]
         except (CommandExecutionError, SaltInvocationError, OSError, sqlite3.Error) as exc:
             report["admin_error"] = f"{_printable(exc)}: ProxySQL was restarted instead"
             report["how"] = "restart"
@@ -1519,7 +1520,7 @@ def _apply(conf, how, chosen, running, errors, journal=True):
     if report.get("admin_error"):
         errors.append(report["admin_error"])
     steps[report["how"]], mark = _ms(mark), time.monotonic()
-    report["verify"] = _verify(conf)
+    report["verify"] = _verify(conf, admin, facts)
     steps["verify"] = _ms(mark)
     report["ms"] = _ms(begin)
     if journal:
@@ -1541,31 +1542,31 @@ def _save_standby_baseline(conf, errors):
     _save_state(conf, STANDBY_STATE, {"source": _source_or_none(conf), "at": time.time()}, errors)
 
 
-def _verify(conf):
+def _verify(conf, admin=None, facts=None):
     """
-    Whether ProxySQL runs the live file: its runtime, read through the admin
-    interface, against the file's rows, module by module (``restore_not_loaded``,
-    kept in ``verify.json`` for ``status``). Never raises: where no admin
-    interface answers (or not within ``admin:query_timeout``) the install is
-    reported as not verified.
+    Whether ProxySQL runs the live file: its runtime against the file's rows,
+    module by module, compared as SQL on the admin interface, where disk and
+    runtime sit side by side (``restore_not_loaded``, kept in ``verify.json``
+    for ``status``). ``admin`` and ``facts`` (``proxysql_ha_admin.installed_facts``
+    of the live file): what the caller resolved and read already. Never raises:
+    where no admin interface answers (or not within ``admin:query_timeout``)
+    the install is reported as not verified.
     """
-    admin = _admin(conf)
+    admin = admin or _admin(conf)
     if admin is None:  # no client to ask (and no fork on the failover path)
         return {"verified": False, "problems": [],
                 "reason": "not verified: admin:enabled is false (no admin client configured)"}
-    live = _live(conf)
     try:
         if admin["params"] is None:
             raise CommandExecutionError(admin["error"])
-        params = admin["params"]
-        modules = _u("proxysql_ha_admin.file_modules")(live)
-        installed, runtime = _u("proxysql_ha_admin.installed_and_runtime")(params, live, modules)
+        facts = facts or _u("proxysql_ha_admin.installed_facts")(_live(conf))
+        differences = _u("proxysql_ha_admin.verify_installed")(admin["params"], facts)
     except Exception as exc:  # pylint: disable=broad-except  # a check: it never stops a failover
         result = {"verified": False, "problems": [],
                   "reason": f"not verified: {type(exc).__name__}: {_printable(exc)}"}
     else:
-        result = {"verified": True, "modules": sorted(installed),
-                  "problems": _u("proxysql_ha_layers.restore_problems")(installed, runtime)}
+        result = {"verified": True, "modules": sorted(differences),
+                  "problems": _u("proxysql_ha_layers.restore_problems")(differences)}
     _save_state(conf, VERIFY_STATE, dict(result, at=time.time()),
                 __context__.setdefault(STATE_ERRORS, []))
     if result["problems"]:
