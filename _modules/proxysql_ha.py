@@ -1465,7 +1465,7 @@ def apply(test=False):
         if current == "MASTER":
             return {"applied": False, "role": current,
                     "comment": "this node is MASTER: it serves its live configuration"}
-        plan = _plan(conf, current)
+        plan = _plan(conf, current, schedule=False)
         how = plan["apply"]
         if test or how is None:
             return {"applied": False, "role": current, "test": bool(test), "would": how,
@@ -2210,7 +2210,7 @@ def _restored_since(conf, role, journal, live_state, running):
     return None
 
 
-def _plan(conf, role, acting=False):
+def _plan(conf, role, acting=False, schedule=True):
     """
     What promote (MASTER) or demote (otherwise) would change now: the pure
     plan over :func:`_facts` (``actions`` in words and what to do), with
@@ -2218,9 +2218,10 @@ def _plan(conf, role, acting=False):
     whether ProxySQL is ``running``. ``acting`` (a transition that will act
     on the plan): a takeover does not wait for the minion's schedule to be
     listed (a bus round trip); its steps switch the jobs once ProxySQL runs.
+    Without ``schedule`` the jobs are not listed at all (an apply switches none).
     """
     deferred = acting and role == "MASTER"
-    facts = _facts(conf, role, schedule=not deferred)
+    facts = _facts(conf, role, schedule=schedule and not deferred)
     plan = _u("proxysql_ha_plan.plan")(facts)
     if deferred and not plan["takeover"]:  # in office: the jobs may be all that is out of line
         facts["schedule"] = _schedule_changes(conf, role)
