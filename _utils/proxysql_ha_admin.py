@@ -635,7 +635,9 @@ def installed_and_runtime(params, path, modules):
     in the file at ``path`` (read with SQLite) and in ProxySQL's runtime (one
     client run), both in runtime's shape (:func:`as_runtime`). A variables
     module is compared on the variables the file holds: ProxySQL keeps its
-    defaults for the others (they are not the file's to set).
+    defaults for the others (they are not the file's to set). Every row
+    crosses the wire: the reference the tests hold :func:`verify_installed`
+    (what the module runs) against, not for the failover path.
     """
     installed = _file_rows(path, modules)
     plan = [(name, table, _layer_sql("runtime", table, MODULES[name]["where"]))
