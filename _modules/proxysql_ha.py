@@ -1475,7 +1475,7 @@ def apply(test=False):
         if current == "MASTER":
             return {"applied": False, "role": current,
                     "comment": "this node is MASTER: it serves its live configuration"}
-        plan = _plan(conf, current)
+        plan = _plan(conf, current, schedule=False)
         how = plan["apply"]
         if test or how is None:
             return {"applied": False, "role": current, "test": bool(test), "would": how,
@@ -1513,15 +1513,16 @@ def _apply(conf, how, chosen, running, errors, journal=True):
         errors.extend(_state_errors())
     steps["install"] = _ms(begin)
     mark = time.monotonic()
+    facts = None  # the installed file's modules and tables, read once for the loads and the check
     if how == "restart" or not running or params is None:
         report["how"] = "restart"
         _restart(conf, running)
     else:
-        try:  # one client run: the flush and the loads (the verification reads on its own)
-            modules = _u("proxysql_ha_admin.file_modules")(live)
+        try:  # one client run: the flush and the loads (the verification is one more)
+            facts = _u("proxysql_ha_admin.installed_facts")(live)
             _u("proxysql_ha_admin.execute")(
-                params, "; ".join(_u("proxysql_ha_admin.apply_statements")(modules)))
-            report["loaded"] = modules
+                params, "; ".join(_u("proxysql_ha_admin.apply_statements")(facts["modules"])))
+            report["loaded"] = facts["modules"]
         except (CommandExecutionError, SaltInvocationError, OSError, sqlite3.Error) as exc:
             report["admin_error"] = f"{_printable(exc)}: ProxySQL was restarted instead"
             report["how"] = "restart"
@@ -1529,7 +1530,7 @@ def _apply(conf, how, chosen, running, errors, journal=True):
     if report.get("admin_error"):
         errors.append(report["admin_error"])
     steps[report["how"]], mark = _ms(mark), time.monotonic()
-    report["verify"] = _verify(conf)
+    report["verify"] = _verify(conf, admin, facts)
     steps["verify"] = _ms(mark)
     report["ms"] = _ms(begin)
     if journal:
@@ -1551,31 +1552,31 @@ def _save_standby_baseline(conf, errors):
     _save_state(conf, STANDBY_STATE, {"source": _source_or_none(conf), "at": time.time()}, errors)
 
 
-def _verify(conf):
+def _verify(conf, admin=None, facts=None):
     """
-    Whether ProxySQL runs the live file: its runtime, read through the admin
-    interface, against the file's rows, module by module (``restore_not_loaded``,
-    kept in ``verify.json`` for ``status``). Never raises: where no admin
-    interface answers (or not within ``admin:query_timeout``) the install is
-    reported as not verified.
+    Whether ProxySQL runs the live file: its runtime against the file's rows,
+    module by module, compared as SQL on the admin interface, where disk and
+    runtime sit side by side (``restore_not_loaded``, kept in ``verify.json``
+    for ``status``). ``admin`` and ``facts`` (``proxysql_ha_admin.installed_facts``
+    of the live file): what the caller resolved and read already. Never raises:
+    where no admin interface answers (or not within ``admin:query_timeout``)
+    the install is reported as not verified.
     """
-    admin = _admin(conf)
+    admin = admin or _admin(conf)
     if admin is None:  # no client to ask (and no fork on the failover path)
         return {"verified": False, "problems": [],
                 "reason": "not verified: admin:enabled is false (no admin client configured)"}
-    live = _live(conf)
     try:
         if admin["params"] is None:
             raise CommandExecutionError(admin["error"])
-        params = admin["params"]
-        modules = _u("proxysql_ha_admin.file_modules")(live)
-        installed, runtime = _u("proxysql_ha_admin.installed_and_runtime")(params, live, modules)
+        facts = facts or _u("proxysql_ha_admin.installed_facts")(_live(conf))
+        differences = _u("proxysql_ha_admin.verify_installed")(admin["params"], facts)
     except Exception as exc:  # pylint: disable=broad-except  # a check: it never stops a failover
         result = {"verified": False, "problems": [],
                   "reason": f"not verified: {type(exc).__name__}: {_printable(exc)}"}
     else:
-        result = {"verified": True, "modules": sorted(installed),
-                  "problems": _u("proxysql_ha_layers.restore_problems")(installed, runtime)}
+        result = {"verified": True, "modules": sorted(differences),
+                  "problems": _u("proxysql_ha_layers.restore_problems")(differences)}
     _save_state(conf, VERIFY_STATE, dict(result, at=time.time()),
                 __context__.setdefault(STATE_ERRORS, []))
     if result["problems"]:
@@ -2219,7 +2220,7 @@ def _restored_since(conf, role, journal, live_state, running):
     return None
 
 
-def _plan(conf, role, acting=False):
+def _plan(conf, role, acting=False, schedule=True):
     """
     What promote (MASTER) or demote (otherwise) would change now: the pure
     plan over :func:`_facts` (``actions`` in words and what to do), with
@@ -2227,9 +2228,10 @@ def _plan(conf, role, acting=False):
     whether ProxySQL is ``running``. ``acting`` (a transition that will act
     on the plan): a takeover does not wait for the minion's schedule to be
     listed (a bus round trip); its steps switch the jobs once ProxySQL runs.
+    Without ``schedule`` the jobs are not listed at all (an apply switches none).
     """
     deferred = acting and role == "MASTER"
-    facts = _facts(conf, role, schedule=not deferred)
+    facts = _facts(conf, role, schedule=schedule and not deferred)
     plan = _u("proxysql_ha_plan.plan")(facts)
     if deferred and not plan["takeover"]:  # in office: the jobs may be all that is out of line
         facts["schedule"] = _schedule_changes(conf, role)

@@ -507,27 +507,40 @@ def digest_rows(rows):
     return hashlib.sha256("\n".join(items).encode("utf-8")).hexdigest()
 
 
+# How runtime shows a table's rows, the one source of these rules for the Python comparison
+# (:func:`as_runtime`) and the SQL one (:func:`runtime_diff_sql`). ``rows``: each source row
+# gives one row per ``(when, set)`` whose ``when`` it matches, with ``set`` laid over it (none
+# given: the row as it is); ``values``: per column, values runtime shows as others.
+# mysql_users: active users only, one row per side, frontend=1,backend=0 and backend=1,frontend=0,
+# active=1 (lib/ProxySQL_Admin.cpp, save_mysql_users_runtime_to_database); mysql_servers:
+# SHUNNED, a state ProxySQL gives an ONLINE server by itself, counts as ONLINE.
+RUNTIME_SHAPES = {
+    "mysql_users": {"rows": (
+        ({"active": "1", "frontend": "1"}, {"active": "1", "backend": "0", "frontend": "1"}),
+        ({"active": "1", "backend": "1"}, {"active": "1", "backend": "1", "frontend": "0"}),
+    )},
+    "mysql_servers": {"values": {"status": {"SHUNNED": "ONLINE"}}},
+}
+_AS_IS = (({}, {}),)
+
+
 def as_runtime(table, rows):
     """
-    Rows of ``table`` as ProxySQL's runtime tables show them, so that memory or
-    disk compares with runtime (pure; idempotent, so runtime rows pass through):
-    ``mysql_users`` keeps active users only, one row per side, frontend=1,backend=0
-    and backend=1,frontend=0, active=1 (lib/ProxySQL_Admin.cpp,
-    save_mysql_users_runtime_to_database); ``mysql_servers`` counts SHUNNED, a state
-    ProxySQL gives an ONLINE server by itself, as ONLINE.
+    Rows of ``table`` (values as the client prints them) as ProxySQL's runtime
+    tables show them (:data:`RUNTIME_SHAPES`), so that memory or disk compares
+    with runtime. Pure; idempotent, so runtime rows pass through.
     """
+    shape = RUNTIME_SHAPES.get(table, {})
+    values = shape.get("values", {})
     out = []
     for row in rows:
-        if table == "mysql_users":
-            if row.get("active") != "1":
-                continue
-            for side, (backend, frontend) in (("frontend", ("0", "1")), ("backend", ("1", "0"))):
-                if row.get(side) == "1":
-                    out.append({**row, "active": "1", "backend": backend, "frontend": frontend})
-        elif table == "mysql_servers" and str(row.get("status", "")).upper() == "SHUNNED":
-            out.append({**row, "status": "ONLINE"})
-        else:
-            out.append(row)
+        for when, sets in shape.get("rows", _AS_IS):
+            if all(row.get(col) == value for col, value in when.items()):
+                shown = {**row, **sets}
+                for col, mapping in values.items():
+                    if col in shown and str(shown[col]).upper() in mapping:
+                        shown[col] = mapping[str(shown[col]).upper()]
+                out.append(shown)
     return out
 
 
@@ -564,14 +577,33 @@ def layer_digests(params, modules=None):
 
 # --- applying and verifying an installed file (a warm standby, a verified restore) --------
 
-def file_modules(path):
-    """The modules whose tables the file at ``path`` all holds (read-only, with SQLite)."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+def installed_facts(path):
+    """
+    What the verification needs of the file at ``path``, in one read-only
+    open: ``{"modules": [...], "tables": {table: {"columns", "keys", "rows"}}}``,
+    the modules whose tables it all holds and, for their tables, the columns,
+    the primary key's columns in key order and the row count.
+    """
+    conn = sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?mode=ro", uri=True, timeout=2)
     try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        held = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        modules = [name for name, spec in MODULES.items() if set(spec["tables"]) <= held]
+        tables = {}
+        for table in (t for name in modules for t in MODULES[name]["tables"]):
+            info = conn.execute(f"PRAGMA table_info({_ident(table)})").fetchall()
+            tables[table] = {
+                "columns": [r[1] for r in info],
+                "keys": [r[1] for r in sorted(info, key=lambda r: r[5]) if r[5]],
+                "rows": conn.execute(f"SELECT COUNT(*) FROM {_ident(table)}").fetchone()[0],
+            }
     finally:
         conn.close()
-    return [name for name, spec in MODULES.items() if set(spec["tables"]) <= tables]
+    return {"modules": modules, "tables": tables}
+
+
+def file_modules(path):
+    """The modules whose tables the file at ``path`` all holds (read-only, with SQLite)."""
+    return installed_facts(path)["modules"]
 
 
 def apply_statements(modules):
@@ -619,7 +651,9 @@ def installed_and_runtime(params, path, modules):
     in the file at ``path`` (read with SQLite) and in ProxySQL's runtime (one
     client run), both in runtime's shape (:func:`as_runtime`). A variables
     module is compared on the variables the file holds: ProxySQL keeps its
-    defaults for the others (they are not the file's to set).
+    defaults for the others (they are not the file's to set). Every row
+    crosses the wire: the reference the tests hold :func:`verify_installed`
+    (what the module runs) against, not for the failover path.
     """
     installed = _file_rows(path, modules)
     plan = [(name, table, _layer_sql("runtime", table, MODULES[name]["where"]))
@@ -634,3 +668,127 @@ def installed_and_runtime(params, path, modules):
             runtime[name] = [row for row in rows if row.get("variable_name") in held]
     return ({name: digest_rows(rows) for name, rows in installed.items()},
             {name: digest_rows(rows) for name, rows in runtime.items()})
+
+
+# --- the verification on the admin interface: SQL over disk and runtime, counts back --------
+
+def _ident(name):
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _literal(value):
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _shown(column, values, alias):
+    """``alias.column`` as runtime shows it (``values`` of :data:`RUNTIME_SHAPES`), in SQL."""
+    ref = f"{alias}.{_ident(column)}"
+    mapping = values.get(column)
+    if not mapping:
+        return ref
+    whens = " ".join(f"WHEN {_literal(k)} THEN {_literal(v)}" for k, v in mapping.items())
+    return f"CASE UPPER(CAST({ref} AS TEXT)) {whens} ELSE {ref} END"
+
+
+def _projections(table, columns, filt):
+    """
+    :func:`as_runtime` in SQL, one ``(where, {column: expression})`` per
+    ``(when, set)`` of :data:`RUNTIME_SHAPES`: the rows of ``disk.<table> AS s``
+    that match ``where``, with each column as runtime shows it (matched as text,
+    as the client prints the values).
+    """
+    shape = RUNTIME_SHAPES.get(table, {})
+    values = shape.get("values", {})
+    out = []
+    for when, sets in shape.get("rows", _AS_IS):
+        shown = {c: _literal(sets[c]) if c in sets else _shown(c, values, "s") for c in columns}
+        conds = ([filt] if filt else []) + [f"CAST(s.{_ident(c)} AS TEXT) = {_literal(v)}"
+                                            for c, v in when.items()]
+        out.append((" AND ".join(conds) or "1", shown))
+    return out
+
+
+def runtime_diff_sql(facts):
+    """
+    One SELECT (one row of counts) comparing each table of ``facts["modules"]``
+    on disk, in runtime's shape, with its runtime table. Per table ``<i>`` and
+    shape ``<j>`` of its rows: ``<i>_<j>_shaped``, the file's rows in that shape,
+    and ``<i>_<j>_missing``, those with no identical runtime row (looked up by
+    the primary key: runtime tables have the disk tables' DDL); per table:
+    ``<i>_runtime``, its runtime rows (a variables module: only the variables
+    the file holds, ProxySQL keeps its defaults for the others), and
+    ``<i>_disk``, the rows of ``disk``, held against the file's own count. One
+    statement, so that ProxySQL refreshes each runtime table it names once
+    (lib/ProxySQL_Admin.cpp, ProxySQL_Admin::GenericRefreshStatistics: a query
+    naming ``runtime_<t>`` first rebuilds that table from what runs, one naming
+    ``global_variables`` the runtime variables). Returns ``(sql, plan)``,
+    ``plan`` a list of ``(module, table, shapes)`` in ``<i>`` order.
+    """
+    plan, parts = [], []
+    for module in facts["modules"]:
+        spec = MODULES[module_name(module)]
+        for table in spec["tables"]:
+            meta = facts["tables"][table]
+            values = RUNTIME_SHAPES.get(table, {}).get("values", {})
+            keys = meta["keys"] or meta["columns"]
+            filt = spec["where"]
+            disk, runtime, i = f"disk.{_ident(table)}", _ident(f"runtime_{table}"), len(plan)
+            projections = _projections(table, meta["columns"], filt)
+            for j, (cond, shown) in enumerate(projections):
+                same = " AND ".join(
+                    f"{'r.' + _ident(c) if c in keys else _shown(c, values, 'r')} IS {shown[c]}"
+                    for c in meta["columns"])
+                parts.append(
+                    f"(SELECT COUNT(*) AS {_ident(f'{i}_{j}_shaped')}, TOTAL(NOT EXISTS "
+                    f"(SELECT 1 FROM {runtime} AS r WHERE {same})) AS {_ident(f'{i}_{j}_missing')} "
+                    f"FROM {disk} AS s WHERE {cond})")
+            held = ""
+            if module_name(module).endswith("VARIABLES"):
+                held = (f" AND EXISTS (SELECT 1 FROM {disk} AS f WHERE "
+                        + " AND ".join(f"f.{_ident(c)} IS r.{_ident(c)}" for c in keys) + ")")
+            parts += [f"(SELECT COUNT(*) AS {_ident(f'{i}_runtime')} FROM {runtime} AS r "
+                      f"WHERE {filt or '1'}{held})",
+                      f"(SELECT COUNT(*) AS {_ident(f'{i}_disk')} FROM {disk})"]
+            plan.append((module_name(module), table, len(projections)))
+    return "SELECT * FROM " + ", ".join(parts), plan
+
+
+def runtime_differences(row, plan, facts):
+    """
+    ``{module: {"missing", "extra", "disk_unlike_file"}}`` from the one row
+    :func:`runtime_diff_sql` returned: rows of the file runtime lacks (or holds
+    otherwise), runtime rows the file lacks, and the tables whose ``disk`` count
+    differs from the installed file's (ProxySQL did not reopen it). Pure.
+    """
+    out = {}
+    for i, (module, table, shapes) in enumerate(plan):
+        count = lambda name: int(float(row[name]))  # noqa: E731  # TOTAL() prints a real
+        missing = sum(count(f"{i}_{j}_missing") for j in range(shapes))
+        shaped = sum(count(f"{i}_{j}_shaped") for j in range(shapes))
+        found = out.setdefault(module, {"missing": 0, "extra": 0, "disk_unlike_file": []})
+        found["missing"] += missing
+        found["extra"] += max(0, count(f"{i}_runtime") - (shaped - missing))
+        if count(f"{i}_disk") != facts["tables"][table]["rows"]:
+            found["disk_unlike_file"].append(table)
+    return out
+
+
+def verify_installed(params, facts):
+    """
+    Whether ProxySQL runs the installed file described by ``facts``
+    (:func:`installed_facts`): the comparison runs as SQL on the admin
+    interface, where disk and runtime sit side by side, and only counts come
+    back (:func:`runtime_diff_sql`, one client run). Returns
+    :func:`runtime_differences`.
+    """
+    sql, plan = runtime_diff_sql(facts)
+    rows = query(params, sql)
+    if len(rows) != 1:
+        raise CommandExecutionError(
+            f"ProxySQL admin at {where(params)}: the verification gave {len(rows)} rows, not 1")
+    try:
+        return runtime_differences(rows[0], plan, facts)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CommandExecutionError(
+            f"ProxySQL admin at {where(params)}: the verification's counts do not parse: {exc}"
+        ) from exc

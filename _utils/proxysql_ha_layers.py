@@ -72,20 +72,30 @@ def seen(problems):
     return {p["problem"]: p["modules"] for p in problems}
 
 
-def restore_problems(installed, runtime):
+def restore_problems(differences):
     """
-    ``restore_not_loaded`` when the runtime checksums after an install differ
-    from those of the installed file (``{module: checksum}`` each); a module
-    missing on either side counts as differing.
+    ``restore_not_loaded`` when ProxySQL's runtime after an install differs from
+    the installed file: ``differences`` is ``{module: {"missing", "extra",
+    "disk_unlike_file"}}`` (``proxysql_ha_admin.verify_installed``); the problem
+    names the modules and, per module, how many rows differ each way.
     """
-    modules = sorted(
-        module for module in set(installed) | set(runtime)
-        if installed.get(module) is None or installed.get(module) != runtime.get(module)
-    )
-    if not modules:
+    found = {}
+    for module, diff in sorted(differences.items()):
+        parts = []
+        if diff.get("missing"):
+            parts.append(f"{diff['missing']} row(s) of the file not in runtime")
+        if diff.get("extra"):
+            parts.append(f"{diff['extra']} runtime row(s) not in the file")
+        if diff.get("disk_unlike_file"):
+            parts.append(f"its disk tables ({', '.join(diff['disk_unlike_file'])}) are not the "
+                         "installed file's (PROXYSQL FLUSH CONFIGDB not done?)")
+        if parts:
+            found[module] = f"{module}: {', '.join(parts)}"
+    if not found:
         return []
     return [{
-        "problem": "restore_not_loaded", "modules": modules,
-        "message": f"ProxySQL does not run the restored file for: {', '.join(modules)} "
+        "problem": "restore_not_loaded", "modules": list(found),
+        "rows": {m: {k: differences[m].get(k) for k in ("missing", "extra")} for m in found},
+        "message": f"ProxySQL does not run the restored file: {'; '.join(found.values())} "
                    "(LOAD <module> FROM DISK and LOAD <module> TO RUNTIME, or restart it)",
     }]

@@ -108,13 +108,17 @@ class AdminStore:
         self.db_path = str(db_path)
         self.lock = threading.Lock()
         self.errors = []
+        self.unsummed = set()  # modules whose runtime checksum is yet to be computed
         self.conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         self.statements = read_schema(schema_path)
         self.tables = [table_name(s) for s in self.statements]
         for statement in self.statements:
             self.conn.execute(statement)
-        for table in self.tables:
-            self.conn.execute(f"CREATE TABLE runtime_{table} AS SELECT * FROM main.{table} WHERE 0")
+        for statement, table in zip(self.statements, self.tables):
+            # Each runtime_<t> has <t>'s DDL, its primary key included (lib/ProxySQL_Admin.cpp,
+            # e.g. ADMIN_SQLITE_RUNTIME_MYSQL_USERS beside ADMIN_SQLITE_TABLE_MYSQL_USERS).
+            self.conn.execute(statement.replace(f"CREATE TABLE {table} ",
+                                                f"CREATE TABLE runtime_{table} ", 1))
         self.conn.execute(RUNTIME_CHECKSUMS_DDL)
         self._attach()
         # At start ProxySQL loads every module from disk to memory and on to runtime
@@ -233,19 +237,33 @@ class AdminStore:
             )
 
     def _stamp(self, module):
+        """The module's entry: version + 1 and epoch now; its checksum when next read."""
         name = CHECKSUM_NAMES.get(module)
         if name is None:
             return
-        tables, where = MODULES[module]
-        rows = []
-        for table in tables:
-            rows += self.conn.execute(
-                f"SELECT * FROM runtime_{table}" + (f" WHERE {where}" if where else "")
-            ).fetchall()
         old = self.conn.execute("SELECT version FROM runtime_checksums_values WHERE name = ?",
                                 (name,)).fetchone()
-        self.conn.execute("REPLACE INTO runtime_checksums_values VALUES (?, ?, ?, ?)",
-                          (name, (old[0] if old else 0) + 1, int(time.time()), checksum(rows)))
+        self.conn.execute("REPLACE INTO runtime_checksums_values VALUES (?, ?, ?, '')",
+                          (name, (old[0] if old else 0) + 1, int(time.time())))
+        self.unsummed.add(module)
+
+    def _sum_runtime(self):
+        """
+        The checksums of the modules loaded to runtime since the last read, put in
+        runtime_checksums_values before a query that names it reads it (ProxySQL computes
+        them at the load; it refreshes the table from them when a query names it:
+        lib/ProxySQL_Admin.cpp, GenericRefreshStatistics, dump_checksums_values_table).
+        Runtime changes only at a load, so the values are those of the load's runtime.
+        """
+        for module in sorted(self.unsummed):
+            tables, where = MODULES[module]
+            rows = []
+            for table in tables:
+                rows += self._row_bytes(f"SELECT * FROM runtime_{table}"
+                                        + (f" WHERE {where}" if where else ""))
+            self.conn.execute("UPDATE runtime_checksums_values SET checksum = ? WHERE name = ?",
+                              (checksum(rows), CHECKSUM_NAMES[module]))
+        self.unsummed.clear()
 
     def checksum(self, layer, module):
         """CHECKSUM DISK|MEMORY <module>: one row, columns ``table`` and ``checksum``."""
@@ -254,7 +272,18 @@ class AdminStore:
             # Admin_Handler.cpp passes an unknown CHECKSUM on to SQLite, which refuses it.
             raise MysqlError('near "CHECKSUM": syntax error')
         sql = CHECKSUM_QUERIES[module].format(db="disk" if layer == "disk" else "main")
-        return [(module, checksum(self.conn.execute(sql).fetchall()))], ["table", "checksum"]
+        return [(module, checksum(self._row_bytes(sql)))], ["table", "checksum"]
+
+    def _row_bytes(self, sql):
+        """
+        The rows of ``sql`` as :func:`checksum` takes them, each as one field: its fields'
+        bytes as text in a row, NULL as none, joined by SQLite (``hex``), which is faster than
+        a field at a time in Python and gives numbers as ProxySQL reads them
+        (sqlite3_column_text).
+        """
+        names = [d[0] for d in self.conn.execute(f"SELECT * FROM ({sql}) LIMIT 0").description]
+        joined = " || ".join(f'hex("{n}")' for n in names) or "''"
+        return [(bytes.fromhex(r[0]),) for r in self.conn.execute(f"SELECT {joined} FROM ({sql})")]
 
     def credentials(self):
         """admin-admin_credentials of the runtime admin variables: {user: password}."""
@@ -293,6 +322,8 @@ class AdminStore:
             # The client's greeting in interactive mode (Admin_Handler.cpp answers it too).
             return [("(ProxySQL Admin stand-in)",)], ["@@version_comment"]
         # Anything else runs on the admin database as it is (admin_session_handler, __run_query).
+        if "runtime_checksums_values" in sql:
+            self._sum_runtime()
         cursor = self.conn.execute(sql)
         if cursor.description is None:
             return None

@@ -214,18 +214,37 @@ def test_a_file_replaced_by_rename_is_unseen_and_unsaveable_until_the_flush(
         admin.load_from_disk(params, module)
         admin.load_to_runtime(params, module)
     assert problems_of(params) == {}
-    installed = {m: admin.checksum_disk(params, m) for m in ("MYSQL USERS", "MYSQL QUERY RULES")}
-    running = {m: admin.checksum_memory(params, m) for m in installed}
-    assert layers.restore_problems(installed, running) == []
+    for module in ("MYSQL USERS", "MYSQL QUERY RULES"):
+        assert admin.checksum_disk(params, module) == admin.checksum_memory(params, module)
+    differences = admin.verify_installed(params, admin.installed_facts(db_path))
+    assert layers.restore_problems(differences) == []
 
 
 def test_a_flush_alone_leaves_runtime_on_the_old_file(params, db_path, schema_file):
     replace_by_rename(db_path, schema_file, users=9)
     admin.flush_configdb(params)
-    digests = admin.layer_digests(params, ["MYSQL USERS"])["MYSQL USERS"]
-    installed = {"MYSQL USERS": digests["disk"]}
-    problems = layers.restore_problems(installed, {"MYSQL USERS": digests["runtime"]})
-    assert [p["modules"] for p in problems] == [["MYSQL USERS"]]
+    problems = layers.restore_problems(admin.verify_installed(params, admin.installed_facts(db_path)))
+    # The file holds 9 users (one row per side in runtime), runtime the 4 it had; and one
+    # query rule fewer than runtime runs.
+    assert [p["modules"] for p in problems] == [["MYSQL QUERY RULES", "MYSQL USERS"]]
+    assert problems[0]["rows"] == {"MYSQL USERS": {"missing": 10, "extra": 0},
+                                   "MYSQL QUERY RULES": {"missing": 0, "extra": 1}}
+
+
+@pytest.mark.parametrize("change, rows", [
+    ("DELETE FROM runtime_mysql_query_rules WHERE rule_id = "
+     "(SELECT MIN(rule_id) FROM runtime_mysql_query_rules)", {"missing": 1, "extra": 0}),
+    ("INSERT INTO runtime_mysql_query_rules (rule_id, active, apply) VALUES (4242, 1, 1)",
+     {"missing": 0, "extra": 1}),
+])
+def test_a_runtime_one_row_off_is_restore_not_loaded_naming_its_module(params, db_path, change,
+                                                                     rows):
+    facts = admin.installed_facts(db_path)
+    assert layers.restore_problems(admin.verify_installed(params, facts)) == []
+    admin.execute(params, change)  # the stand-in lets a test write its runtime tables
+    problems = layers.restore_problems(admin.verify_installed(params, facts))
+    assert [(p["problem"], p["modules"], p["rows"]) for p in problems] == [
+        ("restore_not_loaded", ["MYSQL QUERY RULES"], {"MYSQL QUERY RULES": rows})]
 
 
 def test_the_option_file_is_gone_after_each_call(params, tmp_path, monkeypatch):

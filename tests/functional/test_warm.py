@@ -175,17 +175,22 @@ def test_an_unreachable_admin_is_a_clear_error_and_a_restart_leaves_proxysql_ser
     assert f"127.0.0.1:{nowhere}" in report["verify"]["reason"]
 
 
-def no_flush_client(tmp_path):
-    """A client that drops PROXYSQL FLUSH CONFIGDB: a ProxySQL that never reopens its file."""
+def rewriting_client(tmp_path, old, new, name="no-flush-client"):
+    """A client that replaces ``old`` with ``new`` in what it is given to run."""
     real = shutil.which("mariadb") or shutil.which("mysql")
-    path = tmp_path / "no-flush-client"
+    path = tmp_path / name
     path.write_text(
         f"#!{sys.executable}\n"
         "import os, subprocess, sys\n"
-        "sql = sys.stdin.read().replace('PROXYSQL FLUSH CONFIGDB; ', '')\n"
+        f"sql = sys.stdin.read().replace({old!r}, {new!r})\n"
         f"sys.exit(subprocess.run([{real!r}] + sys.argv[1:], input=sql.encode()).returncode)\n")
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return str(path)
+
+
+def no_flush_client(tmp_path):
+    """A client that drops PROXYSQL FLUSH CONFIGDB: a ProxySQL that never reopens its file."""
+    return rewriting_client(tmp_path, "PROXYSQL FLUSH CONFIGDB; ", "")
 
 
 def test_restore_not_loaded_names_the_modules_proxysql_does_not_run(warm, tmp_path):
@@ -204,6 +209,33 @@ def test_restore_not_loaded_names_the_modules_proxysql_does_not_run(warm, tmp_pa
     status = b.ha.status()
     found = [p for p in status["problems"] if p["kind"] == "restore_not_loaded"]
     assert found and "MYSQL USERS" in found[0]["modules"]
+
+
+@pytest.mark.parametrize("after_the_loads, rows", [
+    ("DELETE FROM runtime_mysql_query_rules WHERE rule_id = "
+     "(SELECT MIN(rule_id) FROM runtime_mysql_query_rules)", {"missing": 1, "extra": 0}),
+    ("INSERT INTO runtime_mysql_query_rules (rule_id, active, apply) VALUES (4242, 1, 1)",
+     {"missing": 0, "extra": 1}),
+])
+def test_a_runtime_one_row_off_after_the_apply_is_restore_not_loaded(warm, tmp_path,
+                                                                    after_the_loads, rows):
+    a, b = warm.a, warm.b
+    # ProxySQL that runs one query rule more or fewer than it loaded (the stand-in lets a
+    # statement write its runtime tables): the client adds it after the apply's last load.
+    last = "LOAD PROXYSQL SERVERS TO RUNTIME"
+    client = rewriting_client(tmp_path, last, f"{last}; {after_the_loads}", "one-row-off-client")
+    b.configure(admin={"host": "127.0.0.1", "port": b.admin, "client": client, **BOUNDS})
+    a.save_users(14)
+    a.ha.ship()
+
+    report = b.ha.apply()
+
+    assert report["how"] == "flush" and report["verify"]["verified"] is True
+    problems = report["verify"]["problems"]
+    assert [(p["problem"], p["modules"], p["rows"]) for p in problems] == [
+        ("restore_not_loaded", ["MYSQL QUERY RULES"], {"MYSQL QUERY RULES": rows})]
+    found = [p for p in b.ha.status()["problems"] if p["kind"] == "restore_not_loaded"]
+    assert [p["modules"] for p in found] == [["MYSQL QUERY RULES"]]
 
 
 def test_a_save_on_the_warm_backup_is_backup_config_changed(warm):

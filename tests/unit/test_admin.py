@@ -287,13 +287,19 @@ def test_unknown_layers_judge_nothing():
     assert layers.config_problems({"MYSQL USERS": {"disk": None, "memory": "b", "runtime": None}}) == []
 
 
-def test_a_restore_not_running_names_the_modules_that_differ():
-    installed = {"mysql_users": "0x1", "mysql_servers": "0x2", "mysql_query_rules": "0x3"}
-    assert layers.restore_problems(installed, dict(installed)) == []
-    problems = layers.restore_problems(installed, {"mysql_users": "0x1", "mysql_servers": "0x9"})
-    assert problems[0]["problem"] == "restore_not_loaded"
-    assert problems[0]["modules"] == ["mysql_query_rules", "mysql_servers"]
-
+def test_a_restore_not_running_names_the_modules_that_differ_and_by_how_many_rows():
+    same = {"missing": 0, "extra": 0, "disk_unlike_file": []}
+    assert layers.restore_problems({"MYSQL USERS": same, "SCHEDULER": same}) == []
+    problems = layers.restore_problems({
+        "MYSQL USERS": dict(same, missing=1, extra=2), "SCHEDULER": same,
+        "MYSQL SERVERS": dict(same, disk_unlike_file=["mysql_servers"]),
+    })
+    assert [p["problem"] for p in problems] == ["restore_not_loaded"]
+    assert problems[0]["modules"] == ["MYSQL SERVERS", "MYSQL USERS"]
+    assert problems[0]["rows"]["MYSQL USERS"] == {"missing": 1, "extra": 2}
+    assert "MYSQL USERS: 1 row(s) of the file not in runtime, 2 runtime row(s) not in the file" \
+        in problems[0]["message"]
+    assert "(mysql_servers) are not the installed file's" in problems[0]["message"]
 
 
 @pytest.mark.parametrize("sql", ["", "  ;  ", None])
@@ -331,3 +337,89 @@ def test_an_apply_flushes_the_configdb_first_then_loads_each_module_from_disk_an
     assert admin.apply_statements(["mysql users", "SCHEDULER"]) == [
         "PROXYSQL FLUSH CONFIGDB", "LOAD MYSQL USERS FROM DISK", "LOAD MYSQL USERS TO RUNTIME",
         "LOAD SCHEDULER FROM DISK", "LOAD SCHEDULER TO RUNTIME"]
+
+
+# --- the server-side verification: the SQL and as_runtime agree --------------------------
+
+def _agreement_db(tmp_path, schema_sql):
+    """A file whose rows exercise every runtime rule (inactive, frontend-only and backend-only
+    users, a SHUNNED server), and an admin-like connection: the file attached as ``disk``,
+    runtime tables with the DDL, filled from :func:`admin.as_runtime` of the file's rows."""
+    statements = schema_sql("3.0.1")
+    path = tmp_path / "proxysql.db"
+    from standin import proxysql_db  # pylint: disable=import-outside-toplevel
+    proxysql_db.build_db(path, statements, users=6, rules=3)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE mysql_users SET active = 0 WHERE rowid = 1")
+        conn.execute("UPDATE mysql_users SET backend = 0 WHERE rowid = 2")
+        conn.execute("UPDATE mysql_users SET frontend = 0 WHERE rowid = 3")
+        conn.execute("UPDATE mysql_servers SET status = 'SHUNNED' WHERE rowid = 1")
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("ATTACH DATABASE ? AS disk", (str(path),))
+    facts = admin.installed_facts(path)
+    for statement in statements:
+        table = statement.split()[2]
+        conn.execute(statement.replace(f"CREATE TABLE {table} ", f"CREATE TABLE runtime_{table} ", 1))
+    shaped = {}
+    for module in facts["modules"]:
+        spec = admin.MODULES[module]
+        for table in spec["tables"]:
+            cursor = conn.execute(f"SELECT * FROM disk.{table}"
+                                  + (f" WHERE {spec['where']}" if spec["where"] else ""))
+            names = [d[0] for d in cursor.description]
+            rows = [dict(zip(names, (None if v is None else str(v) for v in r))) for r in cursor]
+            shaped[table] = admin.as_runtime(table, rows)
+            for row in shaped[table]:
+                conn.execute(f"INSERT INTO runtime_{table} ({', '.join(row)}) VALUES "
+                             f"({', '.join('?' * len(row))})", list(row.values()))
+    return conn, facts, shaped
+
+
+def _differences(conn, facts):
+    sql, plan = admin.runtime_diff_sql(facts)
+    cursor = conn.execute(sql)
+    return admin.runtime_differences(dict(zip([d[0] for d in cursor.description],
+                                              cursor.fetchone())), plan, facts)
+
+
+def test_the_sql_verification_and_as_runtime_agree_on_data(tmp_path, schema_sql):
+    conn, facts, shaped = _agreement_db(tmp_path, schema_sql)
+    # three users on both sides (two rows each), one frontend-only, one backend-only, one inactive
+    assert len(shaped["mysql_users"]) == 3 * 2 + 1 + 1
+    assert "SHUNNED" not in {r["status"] for r in shaped["mysql_servers"]}
+    differences = _differences(conn, facts)
+    assert set(differences) == set(facts["modules"])
+    assert all(d == {"missing": 0, "extra": 0, "disk_unlike_file": []}
+               for d in differences.values())
+    # ProxySQL shunning a server by itself, or holding a variable the file lacks, is no difference
+    conn.execute("UPDATE runtime_mysql_servers SET status = 'SHUNNED'")
+    conn.execute("INSERT INTO runtime_global_variables VALUES ('mysql-not_in_the_file', 'x')")
+    assert not layers.restore_problems(_differences(conn, facts))
+
+
+@pytest.mark.parametrize("change, module, rows", [
+    ("DELETE FROM runtime_mysql_users WHERE rowid = (SELECT MIN(rowid) FROM runtime_mysql_users)",
+     "MYSQL USERS", {"missing": 1, "extra": 0}),
+    ("INSERT INTO runtime_mysql_query_rules (rule_id, active, apply) VALUES (4242, 1, 1)",
+     "MYSQL QUERY RULES", {"missing": 0, "extra": 1}),
+    ("UPDATE runtime_global_variables SET variable_value = 'changed' "
+     "WHERE variable_name = (SELECT MIN(variable_name) FROM runtime_global_variables "
+     "WHERE variable_name LIKE 'mysql-%')", "MYSQL VARIABLES", {"missing": 1, "extra": 1}),
+    ("UPDATE runtime_mysql_users SET frontend = 1, backend = 1 WHERE rowid = 1",
+     "MYSQL USERS", {"missing": 1, "extra": 1}),
+])
+def test_one_runtime_row_off_names_its_module_and_the_rows(tmp_path, schema_sql, change, module,
+                                                          rows):
+    conn, facts, _ = _agreement_db(tmp_path, schema_sql)
+    conn.execute(change)
+    problems = layers.restore_problems(_differences(conn, facts))
+    assert [(p["problem"], p["modules"], p["rows"]) for p in problems] == [
+        ("restore_not_loaded", [module], {module: rows})]
+
+
+def test_a_disk_that_is_not_the_installed_file_is_reported(tmp_path, schema_sql):
+    conn, facts, _ = _agreement_db(tmp_path, schema_sql)
+    facts["tables"]["mysql_servers"]["rows"] += 1  # the file held one server more than disk
+    problems = layers.restore_problems(_differences(conn, facts))
+    assert problems[0]["modules"] == ["MYSQL SERVERS"]
+    assert "(mysql_servers) are not the installed file's" in problems[0]["message"]
