@@ -452,7 +452,7 @@ def _arrivals(opts, conf, state, role, job):
 def _layer_check(conf, state, now):
     """
     Every ``admin:layer_check_interval`` s on the MASTER: the layer checks
-    (``proxysql_ha_layers.config_problems``) over one admin client run, kept
+    (``proxysql_ha_layers.difference_problems``) over one admin client run, kept
     short (the connect timeout bounds it: this loop also relays CARP
     transitions). A new finding fires its alert and asks for the check job, so
     that metrics and the beacon follow; the same finding is not fired again.
@@ -466,11 +466,11 @@ def _layer_check(conf, state, now):
         state["layers_seen"] = {}
         return
     try:
-        params = _util("proxysql_ha_admin.resolve")(admin, os.path.join(conf["datadir"],
-                                                                         "proxysql.db"))
+        live = os.path.join(conf["datadir"], "proxysql.db")
+        params = _util("proxysql_ha_admin.resolve")(admin, live)
         params["query_timeout"] = min(params["query_timeout"], params["connect_timeout"] + 2)
-        problems = _util("proxysql_ha_layers.config_problems")(
-            _util("proxysql_ha_admin.layer_digests")(params))
+        problems = _util("proxysql_ha_layers.difference_problems")(
+            _util("proxysql_ha_admin.check_layers")(params, live))
     except Exception as exc:  # pylint: disable=broad-except  # the check job reports it
         log.debug("proxysql_ha engine: layer check not made: %s", exc)
         return

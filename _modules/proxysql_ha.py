@@ -461,7 +461,7 @@ def _admin_answers(admin):
     return admin["reachable"]
 
 
-def _admin_problems(report, admin):
+def _admin_problems(conf, report, admin):
     """
     ``admin_unreachable`` where the admin interface is used and ProxySQL runs
     but the admin does not answer; on the MASTER, the layer checks
@@ -472,12 +472,12 @@ def _admin_problems(report, admin):
         return []
     if _admin_answers(admin) and report["role"] == "MASTER":
         try:
-            digests = _u("proxysql_ha_admin.layer_digests")(admin["params"])
+            found = _u("proxysql_ha_admin.check_layers")(admin["params"], _live(conf))
         except (CommandExecutionError, SaltInvocationError) as exc:
             admin.update(reachable=False, error=str(exc))
         else:
             return [dict(kind=p["problem"], modules=p["modules"], message=p["message"])
-                    for p in _u("proxysql_ha_layers.config_problems")(digests)]
+                    for p in _u("proxysql_ha_layers.difference_problems")(found)]
     if admin["reachable"]:
         return []
     if admin["denied"]:
@@ -2432,7 +2432,7 @@ def _status(conf):
         problems.append({"kind": "proxysql_unknown", "message": str(exc)})
     unread = bool(problems)  # the role or ProxySQL's state: what status must read
     problems.extend(_setup_problems(conf))
-    problems.extend(_admin_problems(report, admin))
+    problems.extend(_admin_problems(conf, report, admin))
     report["admin"] = _admin_report(admin)
     report["admin_reachable"] = admin and admin["reachable"]
     report["live"] = _live_origin(conf)

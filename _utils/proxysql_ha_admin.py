@@ -708,7 +708,7 @@ def _projections(table, columns, filt):
     return out
 
 
-def runtime_diff_sql(facts):
+def runtime_diff_sql(facts, source="disk"):
     """
     One SELECT (one row of counts) comparing each table of ``facts["modules"]``
     on disk, in runtime's shape, with its runtime table. Per table ``<i>`` and
@@ -723,7 +723,16 @@ def runtime_diff_sql(facts):
     naming ``runtime_<t>`` first rebuilds that table from what runs, one naming
     ``global_variables`` the runtime variables). Returns ``(sql, plan)``,
     ``plan`` a list of ``(module, table, shapes)`` in ``<i>`` order.
+    ``source`` ``main``: memory instead of disk (the names then begin ``main_``).
     """
+    parts, plan = _runtime_diff_parts(facts, source)
+    return "SELECT " + ", ".join(parts), plan
+
+
+def _runtime_diff_parts(facts, source):
+    """The columns of :func:`runtime_diff_sql`, scalar subqueries (SQLite joins at most 64
+    tables; a select list has no such bound): ``(columns, plan)``."""
+    tag = "" if source == "disk" else f"{source}_"
     plan, parts = [], []
     for module in facts["modules"]:
         spec = MODULES[module_name(module)]
@@ -732,45 +741,104 @@ def runtime_diff_sql(facts):
             values = RUNTIME_SHAPES.get(table, {}).get("values", {})
             keys = meta["keys"] or meta["columns"]
             filt = spec["where"]
-            disk, runtime, i = f"disk.{_ident(table)}", _ident(f"runtime_{table}"), len(plan)
+            disk, runtime, i = (f"{source}.{_ident(table)}", _ident(f"runtime_{table}"),
+                                f"{tag}{len(plan)}")
             projections = _projections(table, meta["columns"], filt)
             for j, (cond, shown) in enumerate(projections):
                 same = " AND ".join(
                     f"{'r.' + _ident(c) if c in keys else _shown(c, values, 'r')} IS {shown[c]}"
                     for c in meta["columns"])
-                parts.append(
-                    f"(SELECT COUNT(*) AS {_ident(f'{i}_{j}_shaped')}, TOTAL(NOT EXISTS "
-                    f"(SELECT 1 FROM {runtime} AS r WHERE {same})) AS {_ident(f'{i}_{j}_missing')} "
-                    f"FROM {disk} AS s WHERE {cond})")
+                parts += [
+                    f"(SELECT COUNT(*) FROM {disk} AS s WHERE {cond}) AS {_ident(f'{i}_{j}_shaped')}",
+                    f"(SELECT TOTAL(NOT EXISTS (SELECT 1 FROM {runtime} AS r WHERE {same})) "
+                    f"FROM {disk} AS s WHERE {cond}) AS {_ident(f'{i}_{j}_missing')}"]
             held = ""
             if module_name(module).endswith("VARIABLES"):
                 held = (f" AND EXISTS (SELECT 1 FROM {disk} AS f WHERE "
                         + " AND ".join(f"f.{_ident(c)} IS r.{_ident(c)}" for c in keys) + ")")
-            parts += [f"(SELECT COUNT(*) AS {_ident(f'{i}_runtime')} FROM {runtime} AS r "
-                      f"WHERE {filt or '1'}{held})",
-                      f"(SELECT COUNT(*) AS {_ident(f'{i}_disk')} FROM {disk})"]
+            parts += [f"(SELECT COUNT(*) FROM {runtime} AS r WHERE {filt or '1'}{held}) "
+                      f"AS {_ident(f'{i}_runtime')}",
+                      f"(SELECT COUNT(*) FROM {disk}) AS {_ident(f'{i}_disk')}"]
             plan.append((module_name(module), table, len(projections)))
-    return "SELECT * FROM " + ", ".join(parts), plan
+    return parts, plan
 
 
-def runtime_differences(row, plan, facts):
+def runtime_differences(row, plan, facts, source="disk"):
     """
     ``{module: {"missing", "extra", "disk_unlike_file"}}`` from the one row
     :func:`runtime_diff_sql` returned: rows of the file runtime lacks (or holds
     otherwise), runtime rows the file lacks, and the tables whose ``disk`` count
     differs from the installed file's (ProxySQL did not reopen it). Pure.
     """
+    tag = "" if source == "disk" else f"{source}_"
     out = {}
-    for i, (module, table, shapes) in enumerate(plan):
+    for n, (module, table, shapes) in enumerate(plan):
+        i = f"{tag}{n}"
         count = lambda name: int(float(row[name]))  # noqa: E731  # TOTAL() prints a real
         missing = sum(count(f"{i}_{j}_missing") for j in range(shapes))
         shaped = sum(count(f"{i}_{j}_shaped") for j in range(shapes))
         found = out.setdefault(module, {"missing": 0, "extra": 0, "disk_unlike_file": []})
         found["missing"] += missing
         found["extra"] += max(0, count(f"{i}_runtime") - (shaped - missing))
-        if count(f"{i}_disk") != facts["tables"][table]["rows"]:
+        if source == "disk" and count(f"{i}_disk") != facts["tables"][table]["rows"]:
             found["disk_unlike_file"].append(table)
     return out
+
+
+def check_layers(params, db_path):
+    """:func:`layer_differences` for the live db at ``db_path`` (its tables read once,
+    read-only); a db that cannot be read is a CommandExecutionError naming it."""
+    try:
+        facts = installed_facts(db_path)
+    except (OSError, sqlite3.Error) as exc:
+        raise CommandExecutionError(f"cannot read the tables of {db_path}: {exc}") from exc
+    return layer_differences(params, facts)
+
+
+def layer_differences(params, facts):
+    """
+    What differs between ProxySQL's three layers, per module of ``facts``
+    (:func:`installed_facts` of the live db: its tables' columns and keys):
+    ``{module: {"runtime_unlike_disk", "memory_unlike_disk",
+    "memory_unlike_runtime"}}``, each True or False. Computed as SQL on the
+    admin interface, where ``main``, ``disk`` and the runtime tables sit side
+    by side; only counts come back (one statement, one client run: the runtime
+    tables are rebuilt once), so its cost does not grow with what it sends.
+    Memory and disk are compared as they are (same DDL, ``EXCEPT`` both ways),
+    either with runtime in runtime's shape (:func:`runtime_diff_sql`).
+    """
+    disk_parts, plan = _runtime_diff_parts(facts, "disk")
+    main_parts, _ = _runtime_diff_parts(facts, "main")
+    pairs = []
+    for n, (module, table, _) in enumerate(plan):
+        filt = MODULES[module]["where"]
+        where_ = f" WHERE {filt}" if filt else ""
+        for name, left, right in ((f"md_{n}", "main", "disk"), (f"dm_{n}", "disk", "main")):
+            pairs.append(f"(SELECT COUNT(*) FROM (SELECT * FROM {left}.{_ident(table)}{where_} "
+                         f"EXCEPT SELECT * FROM {right}.{_ident(table)}{where_})) AS {_ident(name)}")
+    rows = query(params, "SELECT " + ", ".join(disk_parts + main_parts + pairs))
+    if len(rows) != 1:
+        raise CommandExecutionError(
+            f"ProxySQL admin at {where(params)}: the layer check gave {len(rows)} rows, not 1")
+    try:
+        row = rows[0]
+        on_disk = runtime_differences(row, plan, facts)
+        in_memory = runtime_differences(row, plan, facts, "main")
+        out = {}
+        for n, (module, _, _) in enumerate(plan):
+            flags = out.setdefault(module, {"runtime_unlike_disk": False,
+                                            "memory_unlike_disk": False,
+                                            "memory_unlike_runtime": False})
+            flags["memory_unlike_disk"] |= int(row[f"md_{n}"]) + int(row[f"dm_{n}"]) > 0
+        for module, flags in out.items():
+            flags["runtime_unlike_disk"] = bool(on_disk[module]["missing"] or on_disk[module]["extra"])
+            flags["memory_unlike_runtime"] = bool(in_memory[module]["missing"]
+                                                  or in_memory[module]["extra"])
+        return out
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CommandExecutionError(
+            f"ProxySQL admin at {where(params)}: the layer check's counts do not parse: {exc}"
+        ) from exc
 
 
 def verify_installed(params, facts):

@@ -26,22 +26,40 @@ def _shaped(lay, layer):
     return lay.get(f"{layer}_runtime", lay.get(layer))
 
 
+def differences(layers):
+    """
+    ``{module: {"runtime_unlike_disk", "memory_unlike_disk", "memory_unlike_runtime"}}``
+    from per-layer digests (see the module's docstring); an unknown layer differs from nothing.
+    """
+    return {module: {"runtime_unlike_disk": _differs(lay.get("runtime"), _shaped(lay, "disk")),
+                     "memory_unlike_disk": _differs(lay.get("memory"), lay.get("disk")),
+                     "memory_unlike_runtime": _differs(_shaped(lay, "memory"), lay.get("runtime"))}
+            for module, lay in layers.items()}
+
+
 def config_problems(layers):
+    """:func:`difference_problems` of per-layer digests (:func:`differences`)."""
+    return difference_problems(differences(layers))
+
+
+def difference_problems(found):
     """
     ``config_not_saved`` (memory or runtime differs from disk: a failover would
     lose the change) and ``config_not_loaded`` (memory differs from runtime:
     ProxySQL does not run what the admin edited), each naming its modules and,
-    per module, which layer differs and the command that settles it. Never
-    suggests saving for the operator: the message says what to run.
+    per module, which layer differs and the command that settles it, from
+    ``found``: ``{module: {"runtime_unlike_disk", "memory_unlike_disk",
+    "memory_unlike_runtime"}}`` (e.g. ``proxysql_ha_admin.layer_differences``).
+    Never suggests saving for the operator: the message says what to run.
     """
     not_saved, not_loaded = {}, {}
-    for module, lay in sorted(layers.items()):
-        if _differs(lay.get("runtime"), _shaped(lay, "disk")):
+    for module, flags in sorted(found.items()):
+        if flags["runtime_unlike_disk"]:
             not_saved[module] = f"{module}: runtime differs from disk; run SAVE {module} TO DISK"
-        elif _differs(lay.get("memory"), lay.get("disk")):
+        elif flags["memory_unlike_disk"]:
             not_saved[module] = (f"{module}: memory differs from disk; run SAVE {module} TO DISK "
                                  f"(or LOAD {module} FROM DISK to drop the edit)")
-        if _differs(_shaped(lay, "memory"), lay.get("runtime")):
+        if flags["memory_unlike_runtime"]:
             not_loaded[module] = (f"{module}: memory differs from runtime; run LOAD {module} TO "
                                   f"RUNTIME (or SAVE {module} FROM RUNTIME to drop the edit)")
     problems = []

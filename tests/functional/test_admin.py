@@ -144,19 +144,24 @@ CHANGES = {
 }
 
 
-def problems_of(params):
-    return {p["problem"]: p["modules"] for p in layers.config_problems(admin.layer_digests(params))}
+def problems_of(params, db_path):
+    """The layer check as the node makes it (SQL on the admin interface, counts back), held
+    against the row-by-row reference (every row of every layer through the client, digested)."""
+    found = admin.check_layers(params, db_path)
+    reference = layers.differences(admin.layer_digests(params))
+    assert found == {module: reference[module] for module in found}, (found, reference)
+    return {p["problem"]: p["modules"] for p in layers.difference_problems(found)}
 
 
 @pytest.mark.parametrize("module", sorted(CHANGES))
-def test_layer_checks_follow_each_module_through_its_layers(params, module):
-    assert problems_of(params) == {}
+def test_layer_checks_follow_each_module_through_its_layers(params, module, db_path):
+    assert problems_of(params, db_path) == {}
     admin.execute(params, CHANGES[module])
-    assert problems_of(params) == {"config_not_saved": [module], "config_not_loaded": [module]}
+    assert problems_of(params, db_path) == {"config_not_saved": [module], "config_not_loaded": [module]}
     admin.load_to_runtime(params, module)
-    assert problems_of(params) == {"config_not_saved": [module]}
+    assert problems_of(params, db_path) == {"config_not_saved": [module]}
     admin.execute(params, f"SAVE {module} TO DISK")
-    assert problems_of(params) == {}
+    assert problems_of(params, db_path) == {}
 
 
 def test_an_operators_session_of_several_statements(params, db_path):
@@ -165,27 +170,27 @@ def test_an_operators_session_of_several_statements(params, db_path):
     conn = sqlite3.connect(db_path)
     assert conn.execute("SELECT count(*) FROM mysql_users WHERE username = 'ops'").fetchone() == (1,)
     conn.close()
-    assert problems_of(params) == {}
+    assert problems_of(params, db_path) == {}
 
 
-def test_save_from_runtime_undoes_an_unloaded_edit(params):
+def test_save_from_runtime_undoes_an_unloaded_edit(params, db_path):
     admin.execute(params, CHANGES["MYSQL USERS"])
     admin.execute(params, "SAVE MYSQL USERS FROM RUNTIME")
     rows = admin.query(params, "SELECT username, frontend, backend, max_connections FROM main.mysql_users")
     assert {r["max_connections"] for r in rows} == {"10000"}
     # As ProxySQL does, memory now holds runtime's shape (a row per side): unlike disk's.
     assert len(rows) == 8 and {(r["frontend"], r["backend"]) for r in rows} == {("1", "0"), ("0", "1")}
-    assert problems_of(params) == {"config_not_saved": ["MYSQL USERS"]}
+    assert problems_of(params, db_path) == {"config_not_saved": ["MYSQL USERS"]}
     admin.execute(params, "SAVE MYSQL USERS TO DISK")
-    assert problems_of(params) == {}
+    assert problems_of(params, db_path) == {}
 
 
-def test_inactive_users_are_not_at_runtime_and_not_a_loading_problem(params):
+def test_inactive_users_are_not_at_runtime_and_not_a_loading_problem(params, db_path):
     admin.execute(params, "UPDATE mysql_users SET active = 0 WHERE username = 'app000000'; "
                           "LOAD MYSQL USERS TO RUNTIME; SAVE MYSQL USERS TO DISK")
     names = {r["username"] for r in admin.query(params, "SELECT username FROM runtime_mysql_users")}
     assert "app000000" not in names and len(names) == 3
-    assert problems_of(params) == {}
+    assert problems_of(params, db_path) == {}
 
 
 def replace_by_rename(db_path, schema_file, users):
@@ -205,15 +210,15 @@ def test_a_file_replaced_by_rename_is_unseen_and_unsaveable_until_the_flush(
     assert len(admin.query(params, "SELECT username FROM disk.mysql_users")) == 4
     admin.execute(params, CHANGES["MYSQL USERS"] + "; SAVE MYSQL USERS TO DISK")
     assert any("SQLITE_READONLY_DBMOVED" in line for line in server.store.errors)
-    assert problems_of(params)["config_not_saved"] == ["MYSQL USERS"]
+    assert problems_of(params, db_path)["config_not_saved"] == ["MYSQL USERS"]
     assert admin.checksum_disk(params, "MYSQL USERS") == before
     admin.flush_configdb(params)
     assert len(admin.query(params, "SELECT username FROM disk.mysql_users")) == 9
-    assert problems_of(params)["config_not_saved"]  # memory still holds the old users
+    assert problems_of(params, db_path)["config_not_saved"]  # memory still holds the old users
     for module in admin.MODULES:
         admin.load_from_disk(params, module)
         admin.load_to_runtime(params, module)
-    assert problems_of(params) == {}
+    assert problems_of(params, db_path) == {}
     for module in ("MYSQL USERS", "MYSQL QUERY RULES"):
         assert admin.checksum_disk(params, module) == admin.checksum_memory(params, module)
     differences = admin.verify_installed(params, admin.installed_facts(db_path))
