@@ -33,6 +33,7 @@ from standin.node import Node
 VHID = 9
 ADVBASE = 1
 MINION_START_SECONDS = 60
+MINION_GONE_SECONDS = 15  # a crashed minion's processes to be gone (init reaps the orphans)
 WRAPPER = """#!/bin/sh
 # ucarp {direction}-script of the lab: note the time, then run the project's hook (ucarp form).
 echo "$(date +%s.%N) {direction} $*" >> {log}
@@ -217,11 +218,28 @@ class Host:
 
     def start_minion(self, wait=True):
         """Start salt-minion; with ``wait``, return once it is connected (see :meth:`wait_minion`)."""
+        self._wait_claim_released()
         self._minion_log_offset = labsalt.size(self.minion_log)
         self.minion = netns.Process(self.namespace, labsalt.minion_argv(self.minion_config.parent),
                                     self.root / "salt" / "minion.out").start()
         if wait:
             self.wait_minion()
+
+    def _wait_claim_released(self):
+        """
+        Salt's single-instance check (with psutil) refuses to start ("An instance is already
+        running") while the process its ``process_responsibility_minion.pid`` names exists with
+        that name and start time, a zombie too; a stale pid file does not block it. A killed
+        minion's process, orphaned, is a zombie until init reaps it: wait for that (bounded).
+        """
+        path = self.root / "salt" / "process_responsibility_minion.pid"
+        try:
+            pid = int(json.loads(path.read_text(encoding="utf-8"))["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        stat = netns.process_stat(pid)
+        if stat and stat[0] == "Z":
+            netns.wait_gone({pid: stat[2]}, MINION_GONE_SECONDS)
 
     def wait_minion(self):
         """Wait until the minion started last says it is connected; then record its event bus."""
@@ -332,13 +350,16 @@ class Host:
 
     def crash_minion(self):
         """
-        The salt-minion crashes: it and its jobs are SIGKILLed, and so is the service command
-        the gate holds (as a killed salt-call's would be). ProxySQL runs on if it runs.
+        The salt-minion crashes with everything it forked: the minion, its jobs (Salt detaches
+        each into a session of its own; their command line is the minion's) and every child of
+        them (the service command the gate holds, the engine's mariadb client, ssh) are SIGKILLed
+        at once, and this returns when all of them are gone. ProxySQL runs on if it runs: its
+        start detaches it from the command that started it (the stand-in's double fork).
         """
         self._stop_recorder()
-        if self.minion:
-            self.minion.kill()
-        netns.kill_matching(self.namespace, str(self.minion_config.parent))
+        left = netns.crash(self.minion, str(self.minion_config.parent), MINION_GONE_SECONDS)
+        if left:
+            raise RuntimeError(f"{self.minion_id}'s minion processes {left} outlived its crash")
         self.unpause()
 
     def cut_link(self):

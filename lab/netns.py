@@ -101,15 +101,93 @@ def orphans(pattern):
     return found
 
 
+def process_stat(pid):
+    """``(state, ppid, start time in clock ticks)`` of ``pid`` from ``/proc``, or None once it is
+    gone. A zombie (state Z) is not gone: it holds its pid until its parent (or init) reaps it."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) ": state, ppid, ...
+    return fields[0], int(fields[1]), int(fields[19])
+
+
+def tree(namespace, chosen):
+    """The live processes inside ``namespace`` (zombies are not listed) that ``chosen(pid)``
+    selects, and their descendants: ``{pid: start time}``."""
+    found = {pid: process_stat(pid) for pid in pids(namespace)}
+    found = {pid: stat for pid, stat in found.items() if stat and stat[0] != "Z"}
+    picked = {pid for pid in found if chosen(pid)}
+    grown = True
+    while grown:
+        children = {pid for pid, stat in found.items() if stat[1] in picked} - picked
+        picked |= children
+        grown = bool(children)
+    return {pid: found[pid][2] for pid in picked}
+
+
+def kill_tree(namespace, chosen, seconds=SWEEP_SECONDS):
+    """
+    SIGKILL a process tree at once, as a crash ends it: the processes ``chosen`` selects and
+    their descendants (:func:`tree`) are stopped (SIGSTOP: none forks or reparents a child
+    meanwhile), looked for again until no new one appears (bounded by ``seconds``), then
+    killed. Returns ``{pid: start time}`` of the killed; :func:`wait_gone` waits for them.
+    """
+    stopped = {}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        new = {pid: start for pid, start in tree(namespace, lambda p: chosen(p) or p in stopped).items()
+               if pid not in stopped}
+        if not new:
+            break
+        for pid in new:
+            with_process(pid, signal.SIGSTOP)
+        stopped.update(new)
+    for pid in stopped:
+        with_process(pid, signal.SIGKILL)
+    return stopped
+
+
+def crash(process, marker, seconds=SWEEP_SECONDS):
+    """
+    A crash of ``process`` (a started :class:`Process`) and of everything it forked: its tree and
+    the processes whose command line contains ``marker`` (what it detached into a session of its
+    own, found by the command line it inherited), with their trees, SIGKILLed at once
+    (:func:`kill_tree`); ``process`` reaped. Returns the pids still there after ``seconds``
+    (:func:`wait_gone`): what it detached by a double fork and whose command line is its own,
+    such as a daemon it started, is not touched.
+    """
+    root, marker = process.pid, marker.encode()
+    killed = kill_tree(process.namespace, lambda pid: pid == root or marker in cmdline(pid), seconds)
+    process.kill()
+    return wait_gone(killed, seconds)
+
+
+def wait_gone(processes, seconds=SWEEP_SECONDS):
+    """Wait until each of ``{pid: start time}`` is gone, reaped too (init reaps an orphan's
+    zombie at its own pace); return the pids still there after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        left = [pid for pid, start in processes.items()
+                if (process_stat(pid) or (None, None, None))[2] == start]
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.05)
+
+
 def kill_matching(namespace, text):
     """SIGKILL the processes inside ``namespace`` whose command line contains ``text``."""
     for pid in pids(namespace):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if text.encode() in cmdline:
+        if text.encode() in cmdline(pid):
             with_process(pid, signal.SIGKILL)
+
+
+def cmdline(pid):
+    """The command line of ``pid`` (NUL-separated bytes), empty when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def delete(namespace):
