@@ -772,7 +772,9 @@ def warm_note(failover, profile):
         "process started by ucarp), the rest is the time until the client's connection to the VIP "
         "was accepted. On the cold rows the VIP accepted, p50, "
         + ", ".join(f"{stats.fmt(after_load[row], 'ms')} ({SERIES_NAMES[row]})" for row in SERIES)
-        + f" and {stats.fmt(after_load['classic'], 'ms')} (classic) after the stand-in's load. "
+        + f" and {stats.fmt(after_load['classic'], 'ms')} (classic) after the stand-in's load: "
+        "between the two the stand-in starts its admin interface, then its traffic port, as "
+        "ProxySQL starts its admin before its listeners. "
         "Target: warm p95 "
         f"{verdict(warm['vip_p95_ms'], TARGETS_MS['warm'])} on the VIP, target ≤ 100 ms; "
         f"the classic recipe's p95 on the VIP {stats.fmt(classic['vip_p95_ms'], 'ms')}, "
