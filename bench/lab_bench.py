@@ -643,8 +643,9 @@ def settings_note(settings):
         f"{settings['service_timeout']} s; SSH multiplexing as shipped (ControlPersist 60 s); "
         f"standby {settings['standby']} (the warm row's lab: warm); the admin interface "
         f"{'in use' if settings['admin_enabled'] else 'not in use'} (`admin:enabled`), its layer "
-        f"check on the MASTER every {settings['layer_check'][0]:g} s (the default is "
-        f"{settings['layer_check'][1]:g} s). "
+        f"check on the MASTER every {settings['layer_check'][0]:g} s ("
+        + ("the default" if settings["layer_check"][0] == settings["layer_check"][1]
+           else f"the default is {settings['layer_check'][1]:g} s") + "). "
         "ProxySQL is the test suite's stand-in (`standin/proxysql_standin.py`), not "
         f"ProxySQL: its start returns at the pid file and it loads the database "
         f"{settings['load_delay']:g} s later (its --load-delay), as ProxySQL's start returns "
