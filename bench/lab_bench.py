@@ -13,7 +13,12 @@ reconcile job race for the lock); the reactor alone (the reconcile job held back
 ``dry_run``); the Salt master stopped (the reconcile job alone); the classic recipe
 (salt-minions stopped, ucarp's scripts swapped for the classic ones, backups shipped by the
 classic cron script over the same sshd). Each proxysql-ha failover is counted by the path that
-restored (the master's recorded promote job returns say when it was the reactor).
+restored (the master's recorded promote job returns say when it was the reactor). Every
+failover is also timed to the new MASTER serving on the VIP: the first TCP connection its
+traffic port accepts on the VIP, seen by a client in the lab's net namespace
+(``bench/vip_probe.py``). The warm row runs in a second lab whose pair has ``standby: warm``:
+each change is checked in the BACKUP's runtime (its admin interface) before the step-down and
+in the new MASTER's after it; nothing is restored, so only the VIP column applies.
 
 RPO: from a change saved on the MASTER to a complete copy that holds it in the BACKUP's inbox.
 
@@ -46,11 +51,16 @@ from lab.timeline import first, restored, stepped
 from standin import proxysql_standin, sshd
 
 CLASSIC = Path(__file__).resolve().parent / "classic"
+PROBE = Path(__file__).resolve().parent / "vip_probe.py"
+# both labs: the admin interface in use with its default layer check (every 30 s), as an operator
+# who enables it gets it (the lab's own 2 s is for the tests' alerts); the warm lab adds standby
+ADMIN_PILLAR = {"admin": {"enabled": True}}
+WARM_PILLAR = dict(ADMIN_PILLAR, standby="warm")
 ROUNDS = {True: (2, 3), False: (10, 20)}  # quick or not: (failovers per row, changes)
 WAIT = 30  # seconds one step may take before the lab run is called failed
 STEP_DOWN_PAUSE = 3.5  # ucarp listens again 3 s after SIGUSR2: wait that long between step-downs
 CRON_PERIOD = 60  # seconds: the classic recipe's cron job runs every minute
-TARGETS_MS = {"up": 1000, "down": 3000, "rpo": 3000}
+TARGETS_MS = {"up": 1000, "down": 3000, "rpo": 3000, "warm": 100}
 RECONCILE_JOB, SHIP_JOB = "proxysql_ha_reconcile", "proxysql_ha_ship"
 PROMOTE = "proxysql_ha.promote"
 SALT_IMPORTS = "salt.config, salt.utils.event, salt.transport.tcp"
@@ -59,6 +69,8 @@ ROWS = {
     "reactor": "proxysql-ha, the master's reactor alone (the minion's reconcile job held back)",
     "down": "proxysql-ha, Salt master down: the minion's reconcile job alone",
     "classic": "classic recipe (up-script: newest file, cp, chown, start)",
+    "warm": "proxysql-ha, warm standby (standby: warm): the VIP moves to a ProxySQL that runs "
+            "A's last saved configuration",
     "rpo": "proxysql-ha (engine, ship job, ssh)",
     "noticed": "proxysql-ha: the save → the engine's run_job for the ship job (target ≤ 300 ms)",
     "cron": f"classic recipe: cron every {CRON_PERIOD} s, plus transfer (modelled)",
@@ -81,13 +93,16 @@ def run(quick, schema):
     failovers, changes = ROUNDS[bool(quick)]
     load = os.getloadavg()[0]
     try:
-        with Lab(schema, narrate=False, keep_dir=bool(os.environ.get("PROXYSQL_HA_LAB_KEEP"))) as lab:
+        with Lab(schema, narrate=False, keep_dir=keep(), pillar=ADMIN_PILLAR) as lab:
             try:  # first: measure() ends with the minions stopped
                 idle = idle_cost(lab, IDLE_SECONDS[bool(quick)])
             except (LabTimeout, RuntimeError, OSError) as exc:
                 idle = {"skipped": f"the idle measurement failed: {exc}"}
-            results = Pair(lab).measure(failovers, changes)
-            results["idle"] = idle
+            pair = Pair(lab)
+            timelines = pair.measure_cold(failovers, changes)
+        timelines["warm"] = warm_failovers(schema, failovers)
+        results = pair.results(timelines)
+        results["idle"] = idle
     except LabUnavailable as exc:
         return {"skipped": str(exc)}
     except (LabTimeout, RuntimeError, OSError, sqlite3.Error, subprocess.TimeoutExpired) as exc:
@@ -99,6 +114,23 @@ def run(quick, schema):
     return results
 
 
+def keep():
+    return bool(os.environ.get("PROXYSQL_HA_LAB_KEEP"))
+
+
+def warm_failovers(schema, failovers):
+    """The warm row, in a second lab whose pair runs ``standby: warm``: its failovers' timelines,
+    or ``{"skipped": why}`` (the cold rows stand without it)."""
+    try:
+        with Lab(schema, narrate=False, keep_dir=keep(), pillar=WARM_PILLAR) as lab:
+            pair = Pair(lab)
+            return [pair.failover_warm() for _ in range(failovers)], pair.wrong["warm"]
+    except (LabUnavailable, LabTimeout, RuntimeError, OSError, sqlite3.Error,
+            subprocess.TimeoutExpired, ValueError) as exc:
+        traceback.print_exc()
+        return {"skipped": f"the warm lab run failed: {exc} (the lab's logs were kept: see stderr)"}
+
+
 # ---- small readers --------------------------------------------------------------------------
 
 
@@ -106,6 +138,16 @@ def summary(values):
     """``{n, p50_ms, p95_ms}`` of ``values`` (ms)."""
     return {"n": len(values), "p50_ms": stats.percentile(values, 50),
             "p95_ms": stats.percentile(values, 95)}
+
+
+def failover_summary(rows):
+    """A failover row: ``summary`` of the totals (up-script → ProxySQL running on the restored
+    copy; None where nothing is restored), with ``vip_p50_ms``/``vip_p95_ms``: up-script → the
+    traffic port accepting on the VIP, from the client's side."""
+    out = summary([row["total"] for row in rows if row.get("total") is not None])
+    vip = summary([row["vip"] for row in rows if row.get("vip") is not None])
+    out.update(n=len(rows), vip_p50_ms=vip["p50_ms"], vip_p95_ms=vip["p95_ms"])
+    return out
 
 
 def p50_of(rows, key):
@@ -116,6 +158,21 @@ def p50_of(rows, key):
 
 
 
+
+
+def runs_user(host, user):
+    """Whether ``host``'s ProxySQL runs ``user`` (its ``runtime_mysql_users``, asked through its
+    admin interface as an operator would); False while it does not answer."""
+    try:
+        rows = host.admin_session("SELECT username FROM runtime_mysql_users;")
+    except (RuntimeError, ValueError, subprocess.TimeoutExpired):
+        return False
+    return any(row["username"] == user for row in rows)
+
+
+def journal(host):
+    """Whether a transition of ``host`` is under way (its journal, ``transition.json``)."""
+    return (host.node.state_dir / "transition.json").exists()
 
 
 def asked_for(job):
@@ -151,25 +208,38 @@ class Pair:
         self.hosts = (lab.host("a"), lab.host("b"))
         self.stepped_down = 0.0
         self.classic_keys = {}
-        self.wrong = {"race": 0, "reactor": 0, "down": 0, "classic": 0}  # ran another configuration
+        self.wrong = {"race": 0, "reactor": 0, "down": 0, "classic": 0, "warm": 0}  # ran another configuration
+        self.traffic_port = int(self.hosts[0].loaded()["traffic"].rsplit(":", 1)[1])
+        self.measured = {}
 
     def master(self):
         """``(MASTER, BACKUP)`` as the VIP says now."""
         a, b = self.hosts
         return (a, b) if a.role() == "MASTER" else (b, a)
 
-    def measure(self, failovers, changes):
-        rpo = [self.rpo_ours() for _ in range(changes)]
+    def measure_cold(self, failovers, changes):
+        """The cold lab's rows: their timelines (what ``results`` needs besides is kept)."""
+        self.measured["rpo"] = [self.rpo_ours() for _ in range(changes)]
+        self.measured["settings"] = lab_settings(self.lab)
         timelines = {"race": [self.failover_ours("race") for _ in range(failovers)]}
         with self.held_back():
             timelines["reactor"] = [self.failover_ours("reactor") for _ in range(failovers)]
         self.lab.stop_master()
         timelines["down"] = [self.failover_ours("down") for _ in range(failovers)]
-        imports = [self.salt_imports() for _ in range(max(2, failovers // 2))]
+        self.measured["imports"] = [self.salt_imports() for _ in range(max(2, failovers // 2))]
         self.go_classic()
-        transfers = [self.rpo_classic() for _ in range(changes)]
+        self.measured["transfers"] = [self.rpo_classic() for _ in range(changes)]
         timelines["classic"] = [self.failover_classic() for _ in range(failovers)]
-        failover = {ROWS[row]: summary([t["total"] for t in timelines[row]]) for row in timelines}
+        return timelines
+
+    def results(self, timelines):
+        """The lab's results from ``measure_cold``'s timelines and ``timelines["warm"]``:
+        ``(rows, failovers that ran another configuration)``, or ``{"skipped": why}``."""
+        rpo, imports, transfers = (self.measured[key] for key in ("rpo", "imports", "transfers"))
+        warm = timelines.pop("warm")
+        if "skipped" not in warm:
+            timelines["warm"], self.wrong["warm"] = warm
+        failover = {ROWS[row]: dict(failover_summary(timelines[row]), key=row) for row in timelines}
         modelled = summary(transfers)
         modelled.update(p50_ms=CRON_PERIOD * 500 + modelled["p50_ms"],
                         p95_ms=CRON_PERIOD * 950 + modelled["p95_ms"])
@@ -178,11 +248,12 @@ class Pair:
                     ROWS["noticed"]: dict(summary(noticed), missed=len(rpo) - len(noticed)),
                     ROWS["cron"]: modelled, ROWS["transfer"]: summary(transfers)}
         profile = {"timelines": timelines, "rpo": rpo, "imports": stats.median(imports),
-                   "wrong": self.wrong, "settings": lab_settings(self.lab)}
+                   "wrong": self.wrong, "settings": self.measured["settings"],
+                   "warm_skipped": warm.get("skipped") if isinstance(warm, dict) else None}
         keyed = {"failover": {row: failover[ROWS[row]] for row in timelines},
                  "rpo": {"ours": rpo_rows[ROWS["rpo"]], "noticed": rpo_rows[ROWS["noticed"]]}}
         return {"failover": failover, "rpo": rpo_rows, "keyed": keyed,
-                "settle_s": profile["settings"]["settle"][0],
+                "settle_s": profile["settings"]["settle"][0], "settings": profile["settings"],
                 "notes": notes(failover, rpo_rows, profile)}
 
     @contextlib.contextmanager
@@ -280,11 +351,76 @@ class Pair:
             loaded = new.loaded()
             return event and loaded and loaded["started"] > asked and (event, loaded)
 
-        event, loaded = self.lab.wait_until(promoted, WAIT, f"{new.minion_id} to restore and start")
+        with self.client(old) as served:
+            event, loaded = self.lab.wait_until(promoted, WAIT, f"{new.minion_id} to restore and start")
+            vip = served(new, asked)
         self.lab.wait_until(lambda: not old.proxysql_running(), WAIT,
                             f"{old.minion_id}'s demote to stop ProxySQL")
         self.wrong[row] += loaded["config"]["mysql_users"] != len(saved["mysql_users"])
-        return timeline(new, asked, event, loaded, self.lab.master_events())
+        return dict(timeline(new, asked, event, loaded, self.lab.master_events()), vip=vip)
+
+    def failover_warm(self):
+        """
+        One failover of a warm pair after a saved change: the change reaches the BACKUP's inbox
+        and its runtime (asked through its admin interface), then the MASTER steps down; ms from
+        the new MASTER's up-script to its traffic port accepting on the VIP (``vip``), from the
+        client's side. Counted wrong when, after it, the new MASTER's runtime lacks the change or
+        its ProxySQL was restarted.
+        """
+        old, new = self.master()
+        _, _, saved = self.change_reaches(old, new)
+        user = saved["mysql_users"][-1][0]  # the user this change added
+        self.lab.wait_until(lambda: runs_user(new, user) and not journal(new), WAIT,
+                            f"{new.minion_id}'s runtime to hold {user}", interval=0.1)
+        pid = new.node.pidfile.read_text(encoding="utf-8")
+        asked = self.step_down(old)
+        with self.client(old) as served:
+            event = self.lab.wait_until(lambda: first(new.events("proxysql_ha/promoted"), asked),
+                                        WAIT, f"{new.minion_id} to take over")
+            vip = served(new, asked)
+        restarted = new.node.pidfile.read_text(encoding="utf-8") != pid
+        self.wrong["warm"] += restarted or not runs_user(new, user)
+        up = stepped(new, asked, "up")
+        carp = first(new.events("proxysql_ha/carp/MASTER"), up)
+        return {"host": new.minion_id, "total": None, "vip": vip, "restarted": restarted,
+                "hook": (carp["data"]["timestamp"] - up) * 1000 if carp else None,
+                "promote": event["data"].get("ms"), "how": (event["data"].get("apply") or {}).get("how")}
+
+    @contextlib.contextmanager
+    def client(self, old):
+        """
+        A client of the VIP in the lab's net namespace (neither host): once ``old`` has dropped
+        the VIP (its down-script), ``bench/vip_probe.py`` tries ProxySQL's traffic port on the
+        VIP until it accepts. Yields ``served(new, asked)``: ms from ``new``'s up-script after
+        ``asked`` to the first accepted connection. RuntimeError when the probe saw nothing, or
+        began after the up-script (it would have measured less than the failover).
+        """
+        self.lab.wait_until(lambda: old.role() == "BACKUP", WAIT,
+                            f"{old.minion_id}'s down-script to drop the VIP", interval=0.01)
+        probe = subprocess.Popen(  # pylint: disable=consider-using-with
+            netns.exec_argv(self.lab.net_ns, [sys.executable, PROBE, self.lab.vip,
+                                              self.traffic_port, WAIT]),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def served(new, asked):
+            out, err = probe.communicate(timeout=WAIT + 10)
+            seen = json.loads(out or "{}")
+            up = stepped(new, asked, "up")
+            if not seen.get("served") or up is None:
+                raise RuntimeError(f"no connection to {self.lab.vip}:{self.traffic_port} accepted "
+                                   f"within {WAIT} s of {old.minion_id}'s step-down ({seen}, {err})")
+            if seen["started"] >= up:
+                raise RuntimeError("the VIP's client began after the up-script: nothing measured")
+            if new.role() != "MASTER":
+                raise RuntimeError(f"{new.minion_id} does not hold the VIP after the failover")
+            return (seen["served"] - up) * 1000
+
+        try:
+            yield served
+        finally:
+            if probe.poll() is None:
+                probe.kill()
+                probe.communicate()
 
     def salt_imports(self):
         """ms a fresh Python takes to import what the hook's send pulls in (in host A)."""
@@ -303,11 +439,13 @@ class Pair:
             loaded = new.loaded()
             return loaded and loaded["started"] > asked and loaded
 
-        loaded = self.lab.wait_until(started, WAIT, f"{new.name}'s classic up-script to start it")
+        with self.client(old) as served:
+            loaded = self.lab.wait_until(started, WAIT, f"{new.name}'s classic up-script to start it")
+            vip = served(new, asked)
         self.lab.wait_until(lambda: not old.proxysql_running(), WAIT,
                             f"{old.name}'s classic down-script to stop ProxySQL")
         self.wrong["classic"] += loaded["config"]["mysql_users"] != len(saved["mysql_users"])
-        return {"total": (loaded["started"] - stepped(new, asked, "up")) * 1000}
+        return {"total": (loaded["started"] - stepped(new, asked, "up")) * 1000, "vip": vip}
 
     # ---- the classic recipe ---------------------------------------------------------------
 
@@ -481,6 +619,11 @@ def lab_settings(lab):
         "ship_interval": defaults["schedule"]["ship_interval"],
         "reconcile_interval": defaults["schedule"]["reconcile_interval"],
         "connect_timeout": pillar["peer"]["connect_timeout"],
+        "standby": pillar.get("standby", defaults["standby"]),
+        "admin_enabled": pillar.get("admin", {}).get("enabled", defaults["admin"]["enabled"]),
+        "layer_check": (pillar.get("admin", {}).get("layer_check_interval",
+                                                    defaults["admin"]["layer_check_interval"]),
+                        defaults["admin"]["layer_check_interval"]),
         "service_timeout": pillar["service"]["timeout"],
         "load_delay": float(os.environ.get(proxysql_standin.ENV_LOAD_DELAY,
                                            proxysql_standin.DEFAULT_LOAD_DELAY)),
@@ -498,7 +641,12 @@ def settings_note(settings):
         "the ship and reconcile jobs every "
         f"{settings['ship_interval']} s and {settings['reconcile_interval']} s (the defaults), "
         f"peer connect timeout {settings['connect_timeout']} s, service timeout "
-        f"{settings['service_timeout']} s; SSH multiplexing as shipped (ControlPersist 60 s). "
+        f"{settings['service_timeout']} s; SSH multiplexing as shipped (ControlPersist 60 s); "
+        f"standby {settings['standby']} (the warm row's lab: warm); the admin interface "
+        f"{'in use' if settings['admin_enabled'] else 'not in use'} (`admin:enabled`), its layer "
+        f"check on the MASTER every {settings['layer_check'][0]:g} s ("
+        + ("the default" if settings["layer_check"][0] == settings["layer_check"][1]
+           else f"the default is {settings['layer_check'][1]:g} s") + "). "
         "ProxySQL is the test suite's stand-in (`standin/proxysql_standin.py`), not "
         f"ProxySQL: its start returns at the pid file and it loads the database "
         f"{settings['load_delay']:g} s later (its --load-delay), as ProxySQL's start returns "
@@ -575,6 +723,8 @@ def notes(failover, rpo, profile):
         + ", ".join(f"{stats.fmt(stats.ratio(failover[ROWS[row]]['p50_ms'], classic['p50_ms']))}× "
                     f"({SERIES_NAMES[row]})" for row in SERIES) + ".",
         "",
+        warm_note(failover, profile),
+        "",
         "### Where the failover time goes (proxysql-ha)",
         "",
         "Each step's p50 over the row's failovers, and the slowest failover's steps. The steps "
@@ -591,6 +741,46 @@ def notes(failover, rpo, profile):
         "",
     ]
     return out + explain(p50s, slowest, classic, rpo, profile)
+
+
+def warm_note(failover, profile):
+    """How the warm row was measured, its checks and its verdict."""
+    if ROWS["warm"] not in failover:
+        return f"Warm standby row: skipped: {profile['warm_skipped']}."
+    warm, classic = failover[ROWS["warm"]], failover[ROWS["classic"]]
+    timelines = profile["timelines"]["warm"]
+    restarted = sum(bool(t["restarted"]) for t in timelines)
+    how = sorted({str(t["how"]) for t in timelines})
+    hook = p50_of(timelines, "hook")
+    after_load = {row: stats.percentile([t["vip"] - t["total"] for t in profile["timelines"][row]
+                                         if t.get("vip") is not None and t.get("total") is not None], 50)
+                  for row in (*SERIES, "classic")}
+    return (
+        f"Warm standby row: a second lab, its pair with `standby: warm` and otherwise the same "
+        f"settings, {warm['n']} failovers. Each first saves a change on the MASTER (a new MySQL "
+        "user), waits until the BACKUP's inbox holds the copy and its ProxySQL runs that user "
+        "(`runtime_mysql_users`, asked through its admin interface with the mariadb client), then "
+        "steps the MASTER down. Nothing is restored or started: the up-script adds the VIP and "
+        f"promote checks that ProxySQL serves (its report's apply: {', '.join(how)}). The clock "
+        "stops when the traffic port first accepts a TCP connection on the VIP, as a client sees "
+        "it: `bench/vip_probe.py` in the lab's net namespace (neither host; started once the old "
+        "MASTER's down-script has dropped the VIP) starts a connect every 5 ms, and the cold and "
+        "classic rows' \"serving on the VIP\" columns come from the same client, so all rows "
+        "share that definition (their other columns stop at the stand-in's load instead). After "
+        "each warm failover the new MASTER's runtime was asked again; a failover counts as "
+        "wrong above when it lacked the change or ProxySQL was restarted "
+        f"(restarted: {restarted} of {warm['n']}). Where the warm time goes: the hook had added "
+        f"the VIP and built its event {stats.fmt(hook, 'ms')} after the up-script (p50; a Python "
+        "process started by ucarp), the rest is the time until the client's connection to the VIP "
+        "was accepted. On the cold rows the VIP accepted, p50, "
+        + ", ".join(f"{stats.fmt(after_load[row], 'ms')} ({SERIES_NAMES[row]})" for row in SERIES)
+        + f" and {stats.fmt(after_load['classic'], 'ms')} (classic) after the stand-in's load: "
+        "between the two the stand-in starts its admin interface, then its traffic port, as "
+        "ProxySQL starts its admin before its listeners. "
+        "Target: warm p95 "
+        f"{verdict(warm['vip_p95_ms'], TARGETS_MS['warm'])} on the VIP, target ≤ 100 ms; "
+        f"the classic recipe's p95 on the VIP {stats.fmt(classic['vip_p95_ms'], 'ms')}, "
+        f"{stats.fmt(stats.ratio(warm['vip_p95_ms'], classic['vip_p95_ms']))}× that.")
 
 
 def slower(p50s, slowest, row):

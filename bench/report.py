@@ -15,6 +15,23 @@ TARGETS = {
 }
 
 
+# a failover row's target: (TARGETS key, ms, the p95 it judges: to ProxySQL running, or on the VIP)
+FAILOVER_TARGETS = {"race": ("failover_up", 1000, "p95_ms"),
+                    "reactor": ("failover_up", 1000, "p95_ms"),
+                    "down": ("failover_down", 3000, "p95_ms"),
+                    "warm": ("failover_warm", 100, "vip_p95_ms")}
+
+
+def failover_verdict(key, row):
+    """``"p95 ≤ 1 s: met"`` (or ``MISSED``) for the keyed failover row, "–" without a target."""
+    if key not in FAILOVER_TARGETS:
+        return "–"
+    name, target_ms, column = FAILOVER_TARGETS[key]
+    value = row.get(column)
+    where = " on the VIP" if column.startswith("vip") else ""
+    return f"{TARGETS[name]}{where}: {'met' if value is not None and value <= target_ms else 'MISSED'}"
+
+
 def render(results, command, machine, date, quick):
     parts = [
         "# Benchmarks",
@@ -183,11 +200,17 @@ def _lab(lab):
         return _skipped("In the two-host lab (5-6)", lab)
     out = ["## 5. Failover time in the two-host lab", "",
            "From ucarp running the up-script on the new MASTER to ProxySQL started with the "
-           f"restored configuration. Targets: master up {TARGETS['failover_up']}, master down "
-           f"{TARGETS['failover_down']}.", ""]
-    rows = [[name, row["n"], fmt(row["p50_ms"], "ms"), fmt(row["p95_ms"], "ms")]
+           "restored configuration (a warm standby restores nothing: –), and to the new MASTER "
+           "serving on the VIP: ProxySQL's traffic port accepting a TCP connection on the VIP, "
+           "from a client in the lab's net namespace (neither host). Targets: master up "
+           f"{TARGETS['failover_up']}, master down {TARGETS['failover_down']}, warm standby "
+           f"{TARGETS['failover_warm']} on the VIP.", ""]
+    rows = [[name, row["n"], fmt(row["p50_ms"], "ms"), fmt(row["p95_ms"], "ms"),
+             fmt(row.get("vip_p50_ms"), "ms"), fmt(row.get("vip_p95_ms"), "ms"),
+             failover_verdict(row.get("key"), row)]
             for name, row in lab["failover"].items()]
-    out += [table(["", "failovers", "p50", "p95"], rows), ""]
+    out += [table(["", "failovers", "p50: ProxySQL running", "p95: ProxySQL running",
+                   "p50: serving on the VIP", "p95: serving on the VIP", "target"], rows), ""]
     out += ["## 6. RPO in the two-host lab", "",
             f"From a saved change on the MASTER to a valid copy on the BACKUP. Target: {TARGETS['rpo']}.", ""]
     rows = [[name, row["n"], fmt(row["p50_ms"], "ms"), fmt(row["p95_ms"], "ms")]
@@ -196,11 +219,11 @@ def _lab(lab):
     if lab.get("notes"):
         out += lab["notes"] + [""]
     if "idle" in lab:
-        out += _idle_cost(lab["idle"])
+        out += _idle_cost(lab["idle"], lab.get("settings"))
     return out
 
 
-def _idle_cost(idle):
+def _idle_cost(idle, settings=None):
     """The idle cost of each node above a bare salt-minion (one cgroup per minion)."""
     if "skipped" in idle:
         return _skipped("Idle cost per node in the two-host lab", idle)
@@ -217,7 +240,22 @@ def _idle_cost(idle):
             f"{target:g} % above a bare minion. The forked jobs: the cgroup's total less what "
             "the minion's long-lived processes (the minion, its engine) used.", "",
             table(["", "CPU", "above the bare minion", "of it, forked schedule jobs",
-                   "within target"], rows), ""]
+                   "within target"], rows), ""] + _idle_settings(settings)
+
+
+def _idle_settings(settings):
+    """What the idle rows ran with: the admin interface's layer check, the standby."""
+    if not settings or "layer_check" not in settings:
+        return []
+    every, default = settings["layer_check"]
+    if not settings.get("admin_enabled"):
+        return [f"Measured with the admin interface not in use (`admin:enabled: false`, the "
+                f"default): no layer check; standby {settings['standby']}.", ""]
+    return [f"Measured with the admin interface in use (`admin:enabled: true`) and its layer "
+            f"check every {every:g} s (`admin:layer_check_interval`, "
+            f"{'the default' if every == default else f'the default is {default:g} s'}): each "
+            "check forks the mariadb client on the MASTER (host A), counted in its forked jobs; "
+            f"host B is the BACKUP and runs none. Standby {settings['standby']}.", ""]
 
 
 # ---- the README's "Measured" table: written from the same results, between markers -----------
@@ -266,6 +304,14 @@ def readme_table(results):
             rows.append([label, _ms(failover[key]["p95_ms"]),
                          _ms(classic["p95_ms"]) + " (no checks)" if classic else "–",
                          TARGETS[target]])
+    if "warm" in failover:
+        warm, classic = failover["warm"], failover.get("classic", {})
+        cold = failover.get("race", {})
+        rows.append(["failover p95, warm standby: up-script → serving A's last saved configuration "
+                     "on the VIP (a client's connect)", _ms(warm.get("vip_p95_ms"))
+                     + f" (cold standby: {_ms(cold.get('vip_p95_ms'))})",
+                     _ms(classic.get("vip_p95_ms")) + " (no checks)",
+                     failover_verdict("warm", warm)])
     if "noticed" in rpo:
         rows.append(["a save noticed: saved change → the engine's run_job for the ship job, p95",
                      _ms(rpo["noticed"]["p95_ms"]) + (f" ({rpo['noticed']['missed']} not noticed)"

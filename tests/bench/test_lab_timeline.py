@@ -78,3 +78,18 @@ def test_without_the_schedule_steps_list_the_plan_keeps_the_whole_rest():
     host = FakeHost([e for e in minion_events() if e["data"].get("func") != "list"])
     split = lab_bench.split_plan(host, UP + 0.2, report())
     assert split == {"plan": 300.0 - 20 - 100, "schedule": None}
+
+
+def test_the_warm_note_judges_the_vip_p95_and_says_why_when_the_warm_lab_failed():
+    rows = {"race": [{"total": 100.0, "vip": 150.0}], "reactor": [{"total": 100.0, "vip": 160.0}],
+            "down": [{"total": 100.0, "vip": 170.0}], "classic": [{"total": 100.0, "vip": 130.0}],
+            "warm": [{"total": None, "vip": 40.0, "hook": 30.0, "restarted": False, "how": "serving"},
+                     {"total": None, "vip": 120.0, "hook": 35.0, "restarted": True, "how": "serving"}]}
+    failover = {lab_bench.ROWS[key]: lab_bench.failover_summary(value) for key, value in rows.items()}
+    note = lab_bench.warm_note(failover, {"timelines": rows})
+    assert "warm p95 120.0 ms (MISSED) on the VIP" in note
+    assert "restarted: 1 of 2" in note and "30.0 ms after the up-script" in note
+    assert "50.0 ms (race (as set up)), 60.0 ms (reactor alone), 70.0 ms (master down)" in note
+    del failover[lab_bench.ROWS["warm"]]
+    assert lab_bench.warm_note(failover, {"warm_skipped": "the warm lab run failed: x"}) == \
+        "Warm standby row: skipped: the warm lab run failed: x."

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import report, run
+from bench import lab_bench, report, run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,3 +85,48 @@ def test_the_idle_cost_shows_the_forked_jobs_and_the_readme_a_save_not_noticed()
     table = report.readme_table({"local": {}, "lab": lab})
     assert "| a save noticed: saved change → the engine's run_job for the ship job, p95 | 240 ms " \
            "(1 not noticed) | – | p95 ≤ 300 ms, none missed |" in table
+
+
+def _failover(key, totals, vips):
+    """A keyed failover row as the lab bench aggregates it (``lab_bench.failover_summary``)."""
+    rows = [{"total": total, "vip": vip} for total, vip in zip(totals, vips)]
+    return dict(lab_bench.failover_summary(rows), key=key)
+
+
+def test_a_failover_row_aggregates_to_proxysql_running_and_serving_on_the_vip():
+    warm = _failover("warm", [None] * 10, [float(ms) for ms in range(10, 110, 10)])
+    assert warm["n"] == 10 and warm["p50_ms"] is None and warm["p95_ms"] is None
+    assert (warm["vip_p50_ms"], warm["vip_p95_ms"]) == (50.0, 100.0)
+    cold = _failover("race", [400.0, 500.0, 450.0], [410.0, 520.0, None])
+    assert (cold["n"], cold["p95_ms"], cold["vip_p95_ms"]) == (3, 500.0, 520.0)
+
+
+def test_the_warm_row_stands_beside_cold_and_classic_with_its_verdict():
+    failover = {"race": _failover("race", [400.0, 500.0], [410.0, 520.0]),
+                "classic": _failover("classic", [90.0, 95.0], [100.0, 130.0]),
+                "warm": _failover("warm", [None, None], [40.0, 101.0])}
+    lab = {"failover": {f"row {key}": row for key, row in failover.items()},
+           "rpo": {}, "keyed": {"failover": failover, "rpo": {}}}
+    text = "\n".join(report._lab(lab))  # pylint: disable=protected-access
+    assert "| row warm | 2 | – | – | 40.0 ms | 101.0 ms | p95 ≤ 100 ms on the VIP: MISSED |" in text
+    assert "| row race | 2 | 400.0 ms | 500.0 ms | 410.0 ms | 520.0 ms | p95 ≤ 1 s: met |" in text
+    assert "| row classic | 2 | 90.0 ms | 95.0 ms | 100.0 ms | 130.0 ms | – |" in text
+    table = report.readme_table({"local": {}, "lab": lab})
+    assert ("| failover p95, warm standby: up-script → serving A's last saved configuration on "
+            "the VIP (a client's connect) | 101 ms (cold standby: 520 ms) | 130 ms (no checks) | "
+            "p95 ≤ 100 ms on the VIP: MISSED |") in table
+    failover["warm"] = _failover("warm", [None], [60.0])
+    assert "p95 ≤ 100 ms on the VIP: met |" in report.readme_table({"local": {}, "lab": lab})
+
+
+def test_the_idle_section_states_the_layer_check_it_was_measured_with():
+    idle = {"seconds": 120.0, "bare_pct": 0.8, "nodes": {"a": 0.95, "b": 1.2},
+            "forked_pct": {"a": 0.05, "b": 0.3}, "target_pct": 0.2}
+    settings = {"admin_enabled": True, "layer_check": (30, 30), "standby": "cold"}
+    text = "\n".join(report._idle_cost(idle, settings))  # pylint: disable=protected-access
+    assert "layer check every 30 s (`admin:layer_check_interval`, the default)" in text
+    settings["layer_check"] = (2, 30)
+    text = "\n".join(report._idle_cost(idle, settings))  # pylint: disable=protected-access
+    assert "layer check every 2 s (`admin:layer_check_interval`, the default is 30 s)" in text
+    text = "\n".join(report._idle_cost(idle, dict(settings, admin_enabled=False)))  # pylint: disable=protected-access
+    assert "not in use" in text and "every 2 s" not in text
