@@ -37,7 +37,7 @@ MINION_GONE_SECONDS = 15  # a crashed minion's processes to be gone (init reaps 
 WRAPPER = """#!/bin/sh
 # ucarp {direction}-script of the lab: note the time, then run the project's hook (ucarp form).
 echo "$(date +%s.%N) {direction} $*" >> {log}
-exec {python} {hook} --ucarp-{direction} "$@"
+exec {python} -S {hook} --ucarp-{direction} "$@"
 """
 # The lab's ProxySQL service commands (start, stop, status): the stand-in's, through this gate.
 # start fails while the file ``broken`` names exists (``Host.break_start``), as a ProxySQL that

@@ -33,7 +33,7 @@ proxysql_ha_wrapper_{{ name }}:
         # the hook reads its configuration from formula:etc_dir, wherever that is
         PROXYSQL_HA_HOOK_CONF={{ f.etc_dir }}/hook.json
         export PROXYSQL_HA_HOOK_CONF
-        exec {{ python }} {{ lib_dir }}/event.py {{ flag }}"$@"
+        exec {{ python }} -S {{ lib_dir }}/event.py {{ flag }}"$@"
     - require:
       - file: proxysql_ha_event.py
 {%- endfor %}

@@ -188,7 +188,7 @@ def test_ucarp_wrappers_run_the_hook_with_the_minions_python_and_their_flag(rend
     lines = [line for line in managed["contents"].splitlines() if not line.startswith("# ")]
     assert lines == [
         "#!/bin/sh", f"PROXYSQL_HA_HOOK_CONF={pillar['formula']['etc_dir']}/hook.json",
-        "export PROXYSQL_HA_HOOK_CONF", f'exec {PYTHON} {libexec}/proxysql-ha/event.py {flag} "$@"']
+        "export PROXYSQL_HA_HOOK_CONF", f'exec {PYTHON} -S {libexec}/proxysql-ha/event.py {flag} "$@"']
 
 
 def test_the_hook_wrapper_runs_the_hook_with_the_hook_json_of_etc_dir(render, pillar, tmp_path):
