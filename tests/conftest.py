@@ -7,6 +7,10 @@ ProxySQL's DDL comes from ``<repo>/../shared/proxysql``; ``PROXYSQL_SCHEMA`` (a 
 ``CREATE TABLE`` statements, e.g. ``sqlite3 /var/lib/proxysql/proxysql.db .schema``) replaces
 the current version's (3.0.1) there. The other versions and ``upgrades.json`` still need
 ``../shared``. With ``CI`` set, a test that would skip fails instead (``tests.support.skips``).
+
+With ``-n N --dist loadgroup`` the whole suite can run in one session on several workers:
+:func:`xdist_group_of` keeps together on one worker what shares a resource or an expensive
+module set-up (``make test`` still runs the lab's and the daemons' tests serially).
 """
 
 import os
@@ -34,6 +38,48 @@ def schema_override():
     if not path.is_file():
         raise pytest.UsageError(f"PROXYSQL_SCHEMA={value}: no such file (a ProxySQL DDL file)")
     return path
+
+
+# Integration modules that move 127.0.0.77 on lo for real (the CARP hook): one at a time.
+MOVES_LO_VIP = ("tests/integration/test_failover_path.py", "tests/integration/test_formula.py")
+
+
+def xdist_group_of(path):
+    """The ``xdist_group`` of the tests in the file at ``path`` (relative to the repository,
+    with ``/``), or None where its tests may run on any worker, beside anything.
+
+    ``lab``: every e2e module, in one worker's session, so the lab of a kind is built once and
+    the modules keep their order by kind (``tests/e2e/conftest.py``); ``vip-127.0.0.77``: the
+    integration modules that move that address on lo; every other integration module is its
+    own group (a salt-master and minions per module, started once); the quick bench is one
+    group (its module runs ``bench.run --quick`` once).
+    """
+    if path.startswith("tests/e2e/"):
+        return "lab"
+    if path in MOVES_LO_VIP:
+        return "vip-127.0.0.77"
+    if path.startswith("tests/integration/") or path == "tests/bench/test_bench_quick.py":
+        return path
+    return None
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # before xdist's own scheduler for --dist loadgroup
+def pytest_xdist_make_scheduler(config, log):
+    """With ``--dist loadgroup``: the tests of a group of :func:`xdist_group_of` are one unit
+    of work, sent to one worker in collection order; every other test is a unit of its own.
+
+    (xdist's own loadgroup reads ``xdist_group`` marks into the node ids, which pytest 9.2's
+    node ids no longer take: the groups are read from the test's path here instead.)
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling  # pylint: disable=import-outside-toplevel
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return xdist_group_of(nodeid.split("::", 1)[0]) or nodeid
+
+    return ByGroup(config, log)
 
 
 def pytest_configure(config):  # pylint: disable=unused-argument
