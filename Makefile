@@ -22,14 +22,17 @@ $(STAMP): setup.cfg
 	touch $@
 
 # The unit and functional layers (separate files, ports and directories per test) run on
-# TEST_JOBS workers; integration (it moves 127.0.0.77 on lo), the lab's e2e and the quick bench
-# run serially after them. PYTEST_ARGS: one serial run with these arguments instead.
+# TEST_JOBS workers; then integration, the lab's e2e and the quick bench, mostly waiting on
+# daemons, on WAIT_JOBS workers grouped by tests/conftest.py (every e2e module on one worker,
+# the modules moving 127.0.0.77 on lo one after the other, each daemon module once).
+# PYTEST_ARGS: one serial run with these arguments instead.
 TEST_JOBS ?= 4
+WAIT_JOBS ?= 2
 
 test: venv deps
 ifeq ($(strip $(PYTEST_ARGS)),)
 	$(PY) -m pytest -ra -n $(TEST_JOBS) tests/unit tests/functional
-	$(PY) -m pytest -ra tests/integration tests/e2e tests/bench
+	$(PY) -m pytest -ra -n $(WAIT_JOBS) --dist loadgroup tests/integration tests/e2e tests/bench
 else
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 endif

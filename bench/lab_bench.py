@@ -843,7 +843,7 @@ def explain(p50s, slowest, classic, rpo, profile):
 
 # ---- idle cost per node, above a bare minion ---------------------------------------------------
 
-IDLE_SECONDS = {True: 30, False: 120}  # quick or not; 120 s: two runs of each 60 s schedule job
+IDLE_SECONDS = {True: 15, False: 120}  # quick or not; 120 s: two runs of each 60 s schedule job
 IDLE_SETTLE = 15  # seconds for the jobs a minion's start runs (run_on_start) to finish first
 IDLE_TARGET_PCT = 0.2
 CGROUP_V2, CGROUP_V1 = Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/cpuacct")
