@@ -369,7 +369,7 @@ class Pair:
         """
         old, new = self.master()
         _, _, saved = self.change_reaches(old, new)
-        user = saved["mysql_users"][-1][0]  # the user this change added
+        user = old.added_user(saved)  # the user this change added (not always the last row)
         self.lab.wait_until(lambda: runs_user(new, user) and not journal(new), WAIT,
                             f"{new.minion_id}'s runtime to hold {user}", interval=0.1)
         pid = new.node.pidfile.read_text(encoding="utf-8")

@@ -417,12 +417,17 @@ class Host:
             self.admin_session(f"LOAD {module} FROM DISK; LOAD {module} TO RUNTIME;")
         return self.config()
 
+    def added_user(self, saved):
+        """The name of the user :meth:`save_change` (without ``rows``) added on this host, from
+        the configuration it returned (the rows sort by name: it is not always the last one)."""
+        return f"lab_{self.name}_{len(saved['mysql_users']):04d}"
+
     def _with_new_user(self):
         """``mysql_users`` plus one user made from the first row (a new name and password)."""
         rows = self.config()["mysql_users"]
         if not rows:
             raise ValueError("no mysql_users row to copy: give rows= explicitly")
-        name = f"lab_{self.name}_{len(rows) + 1:04d}"
+        name = self.added_user({"mysql_users": rows + [None]})
         return rows + [(name, proxysql_db.mysql_native_hash(name)) + tuple(rows[0][2:])]
 
     def admin_session(self, sql):
