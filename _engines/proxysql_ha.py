@@ -307,7 +307,10 @@ def _wait(wake, interval):
         left = deadline - time.monotonic()
         if left <= 0:
             return
-        ready = select.select(fds, [], [], left)[0] if fds else select.select([], [], [], left)
+        if not fds:  # nothing can wake it: it sleeps its interval out
+            select.select([], [], [], left)
+            return
+        ready = select.select(fds, [], [], left)[0]
         if not ready:
             return
         if fifo in ready:

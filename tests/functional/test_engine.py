@@ -271,3 +271,11 @@ def test_a_watched_db_wakes_the_wait_at_once_and_the_log_beside_it_does_not(tmp_
     finally:
         if wake["db"] is not None:
             os.close(wake["db"])
+
+
+def test_a_wait_with_nothing_to_wake_it_sleeps_its_interval_out():
+    """No spool FIFO and no watch (no inotify, e.g. FreeBSD without a spool): a plain sleep."""
+    for wake in (None, {"fifo": None, "db": None, "name": None}):
+        begin = time.monotonic()
+        engine._wait(wake, 0.2)  # pylint: disable=protected-access
+        assert 0.2 <= time.monotonic() - begin < BOUND
