@@ -816,28 +816,35 @@ def layer_differences(params, facts):
         for name, left, right in ((f"md_{n}", "main", "disk"), (f"dm_{n}", "disk", "main")):
             pairs.append(f"(SELECT COUNT(*) FROM (SELECT * FROM {left}.{_ident(table)}{where_} "
                          f"EXCEPT SELECT * FROM {right}.{_ident(table)}{where_})) AS {_ident(name)}")
-    rows = query(params, "SELECT " + ", ".join(disk_parts + main_parts + pairs))
-    if len(rows) != 1:
-        raise CommandExecutionError(
-            f"ProxySQL admin at {where(params)}: the layer check gave {len(rows)} rows, not 1")
-    try:
-        row = rows[0]
+    def read(row):
         on_disk = runtime_differences(row, plan, facts)
         in_memory = runtime_differences(row, plan, facts, "main")
-        out = {}
+        out = {module: {"runtime_unlike_disk": bool(on_disk[module]["missing"]
+                                                    or on_disk[module]["extra"]),
+                        "memory_unlike_disk": False,
+                        "memory_unlike_runtime": bool(in_memory[module]["missing"]
+                                                      or in_memory[module]["extra"])}
+               for module in on_disk}
         for n, (module, _, _) in enumerate(plan):
-            flags = out.setdefault(module, {"runtime_unlike_disk": False,
-                                            "memory_unlike_disk": False,
-                                            "memory_unlike_runtime": False})
-            flags["memory_unlike_disk"] |= int(row[f"md_{n}"]) + int(row[f"dm_{n}"]) > 0
-        for module, flags in out.items():
-            flags["runtime_unlike_disk"] = bool(on_disk[module]["missing"] or on_disk[module]["extra"])
-            flags["memory_unlike_runtime"] = bool(in_memory[module]["missing"]
-                                                  or in_memory[module]["extra"])
+            out[module]["memory_unlike_disk"] |= int(row[f"md_{n}"]) + int(row[f"dm_{n}"]) > 0
         return out
+
+    return _counted(params, "SELECT " + ", ".join(disk_parts + main_parts + pairs), read,
+                    "the layer check")
+
+
+def _counted(params, sql, read, what):
+    """``read(row)`` of the one row of counts ``sql`` returns; anything else, or counts that
+    do not parse, is a CommandExecutionError naming ``what`` and the address."""
+    rows = query(params, sql)
+    if len(rows) != 1:
+        raise CommandExecutionError(
+            f"ProxySQL admin at {where(params)}: {what} gave {len(rows)} rows, not 1")
+    try:
+        return read(rows[0])
     except (KeyError, TypeError, ValueError) as exc:
         raise CommandExecutionError(
-            f"ProxySQL admin at {where(params)}: the layer check's counts do not parse: {exc}"
+            f"ProxySQL admin at {where(params)}: {what}'s counts do not parse: {exc}"
         ) from exc
 
 
@@ -850,13 +857,5 @@ def verify_installed(params, facts):
     :func:`runtime_differences`.
     """
     sql, plan = runtime_diff_sql(facts)
-    rows = query(params, sql)
-    if len(rows) != 1:
-        raise CommandExecutionError(
-            f"ProxySQL admin at {where(params)}: the verification gave {len(rows)} rows, not 1")
-    try:
-        return runtime_differences(rows[0], plan, facts)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CommandExecutionError(
-            f"ProxySQL admin at {where(params)}: the verification's counts do not parse: {exc}"
-        ) from exc
+    return _counted(params, sql, lambda row: runtime_differences(row, plan, facts),
+                    "the verification")
