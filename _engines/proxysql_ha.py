@@ -323,17 +323,15 @@ def _wait(wake, interval):
 
 def _db_written(wake):
     """The db watch fired: whether for the db (then once its writes paused), draining it."""
-    drain, touches = _util("proxysql_ha_watch.drain"), _util("proxysql_ha_watch.touches")
+    drain = _util("proxysql_ha_watch.drain")
     events = drain(wake["db"])
+    ours = _util("proxysql_ha_watch.touches")(events, wake["name"])
+    until = time.monotonic() + SETTLE_MAX
+    while ours and time.monotonic() < until and select.select([wake["db"]], [], [], SETTLE)[0]:
+        events += drain(wake["db"])
     if _util("proxysql_ha_watch.watch_ended")(events):
         wake["ended"] = True
-    if not touches(events, wake["name"]):
-        return False
-    until = time.monotonic() + SETTLE_MAX
-    while time.monotonic() < until and select.select([wake["db"]], [], [], SETTLE)[0]:
-        if _util("proxysql_ha_watch.watch_ended")(drain(wake["db"])):
-            wake["ended"] = True
-    return True
+    return ours
 
 
 def _watched(wake, db, now):
