@@ -456,7 +456,10 @@ def _layer_check(conf, state, now):
     (``proxysql_ha_layers.difference_problems``) over one admin client run, kept
     short (the connect timeout bounds it: this loop also relays CARP
     transitions). A new finding fires its alert and asks for the check job, so
-    that metrics and the beacon follow; the same finding is not fired again.
+    that metrics and the beacon follow; the same finding is not fired again
+    while the file stays as it was (after a save, a finding is a new one: the
+    change it was about was saved, this one is another that is not). A check
+    that cannot be made is logged once per reason (the check job reports it).
     """
     admin = conf.get("admin") or {}
     interval = admin.get("layer_check_interval") or 0
@@ -466,17 +469,23 @@ def _layer_check(conf, state, now):
     if state["role"] != "MASTER":
         state["layers_seen"] = {}
         return
+    live = os.path.join(conf["datadir"], "proxysql.db")
+    disk = _signature(live)
     try:
-        live = os.path.join(conf["datadir"], "proxysql.db")
         params = _util("proxysql_ha_admin.resolve")(admin, live)
         params["query_timeout"] = min(params["query_timeout"], params["connect_timeout"] + 2)
         problems = _util("proxysql_ha_layers.difference_problems")(
             _util("proxysql_ha_admin.check_layers")(params, live))
     except Exception as exc:  # pylint: disable=broad-except  # the check job reports it
-        log.debug("proxysql_ha engine: layer check not made: %s", exc)
+        reason = str(exc)
+        (log.debug if state.get("layers_failed") == reason else log.warning)(
+            "proxysql_ha engine: layer check not made: %s", reason)
+        state["layers_failed"] = reason
         return
-    fresh = _util("proxysql_ha_layers.new_alerts")(state.get("layers_seen"), problems)
-    state["layers_seen"] = _util("proxysql_ha_layers.seen")(problems)
+    state["layers_failed"] = None
+    previous = state.get("layers_seen") if state.get("layers_disk") == disk else {}
+    fresh = _util("proxysql_ha_layers.new_alerts")(previous, problems)
+    state["layers_seen"], state["layers_disk"] = _util("proxysql_ha_layers.seen")(problems), disk
     for problem in fresh:
         log.warning("proxysql_ha engine: %s: %s", problem["problem"], problem["message"])
         _fire(__opts__, {"kind": problem["problem"], "modules": problem["modules"],

@@ -85,3 +85,30 @@ def test_off_on_a_backup_with_interval_zero_and_quiet_when_the_admin_does_not_an
     state = {"role": "MASTER"}
     engine._layer_check(conf_for(node, port=free_loopback_port()), state, now=100.0)
     assert bus == {"events": [], "asked": []} and state["next_layer_check"] == 130.0
+
+
+def test_a_new_unsaved_change_after_a_save_is_alerted_though_no_look_saw_the_layers_agree(node, bus):
+    """The finding is the same kind and module, but the change it was about was saved and this
+    is another one: a save between two looks makes it new (the lab's saves raced this)."""
+    conf, state = conf_for(node, layer_check_interval=2), {"role": "MASTER"}
+    admin.execute(params_of(node), "UPDATE mysql_users SET max_connections = 5; LOAD MYSQL USERS TO RUNTIME")
+    engine._layer_check(conf, state, now=0.0)
+    assert [t for t, _ in bus["events"]] == ["proxysql_ha/alert/config_not_saved"]
+
+    admin.execute(params_of(node), "SAVE MYSQL USERS TO DISK; "
+                                   "UPDATE mysql_users SET max_connections = 6; LOAD MYSQL USERS TO RUNTIME")
+    engine._layer_check(conf, state, now=2.0)
+    assert [t for t, _ in bus["events"]] == ["proxysql_ha/alert/config_not_saved"] * 2
+    assert bus["events"][1][1]["modules"] == ["MYSQL USERS"]
+    engine._layer_check(conf, state, now=4.0)  # nothing saved since: the same finding
+    assert len(bus["events"]) == 2
+
+
+def test_a_check_that_cannot_be_made_is_logged_once_per_reason(node, bus, caplog):
+    conf, state = conf_for(node, port=free_loopback_port(), connect_timeout=1), {"role": "MASTER"}
+    with caplog.at_level("DEBUG", logger=engine.log.name):
+        for now in (0.0, 30.0, 60.0):
+            engine._layer_check(conf, state, now=now)
+    warned = [r for r in caplog.records if "layer check not made" in r.getMessage()]
+    assert [r.levelname for r in warned] == ["WARNING", "DEBUG", "DEBUG"]
+    assert "127.0.0.1" in warned[0].getMessage() and bus == {"events": [], "asked": []}
