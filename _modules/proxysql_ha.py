@@ -1677,7 +1677,8 @@ def _transition(what, vhid=None, interface=None):
         if not plan["actions"]:
             return {"acted": False, "role": current, "actions": [],
                     "comment": f"already in line with {current}: nothing to do"}
-        report = {"acted": True, "role": current, "actions": plan["actions"], "errors": []}
+        report = {"acted": True, "role": current, "actions": plan["actions"], "errors": [],
+                  "plan_ms": _ms(begin)}
         (_promote_steps if wanted == "promote" else _demote_steps)(conf, report, plan)
         report["ms"] = _ms(begin)
     _finish(f"{wanted}d", report)
@@ -1740,8 +1741,10 @@ def _promote_steps(conf, report, plan):
         if plan["release_if_down"]:
             report["vip"] = _release_vip(conf, report, str(exc))
     report["start_ms"] = _ms(mark)
-    if restored and up:
+    if restored and up:  # after ProxySQL serves: timed on its own (verify_ms)
+        mark = time.monotonic()
         report["restore"]["verify"] = _verify(conf)
+        report["verify_ms"] = _ms(mark)
     if plan["reclaim"]:
         report["vip"] = _reclaim_vip(conf, report, facts["vip"])
     report["schedule"] = _schedule(conf, "MASTER")

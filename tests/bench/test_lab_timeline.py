@@ -77,7 +77,18 @@ def test_a_failover_the_reactors_promote_restored_is_read_as_the_reactors_path()
 def test_without_the_schedule_steps_list_the_plan_keeps_the_whole_rest():
     host = FakeHost([e for e in minion_events() if e["data"].get("func") != "list"])
     split = lab_bench.split_plan(host, UP + 0.2, report())
-    assert split == {"plan": 300.0 - 20 - 100, "schedule": None}
+    assert split == {"plan": 300.0 - 20 - 100, "schedule": None, "after": None}
+
+
+def test_promotes_own_plan_time_splits_the_rest_into_before_and_after_the_start():
+    host = FakeHost(minion_events())
+    split = lab_bench.split_plan(host, UP + 0.2, dict(report(), plan_ms=12.0))
+    assert {key: round(value, 6) for key, value in split.items()} == \
+        {"plan": 12.0, "schedule": 50.0, "after": 300.0 - 20 - 100 - 50 - 12.0}
+    row = {"hook": 40.0, "relay": 5.0, "dispatch": 200.0, "reactor": None, "install": 20.0,
+           **split}
+    assert lab_bench.own_share(row) == 277.0
+    assert lab_bench.own_share(dict(row, dispatch=None)) is None
 
 
 def test_the_warm_note_judges_the_vip_p95_and_says_why_when_the_warm_lab_failed():
