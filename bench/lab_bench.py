@@ -658,7 +658,9 @@ def settings_note(settings):
         "ProxySQL is the test suite's stand-in (`standin/proxysql_standin.py`), not "
         f"ProxySQL: its start returns at the pid file and it loads the database "
         f"{settings['load_delay']:g} s later (its --load-delay), as ProxySQL's start returns "
-        "before it loads; every clock here stops at the load.")
+        "before it loads; every clock here stops at the load. The lab's daemons cache Python "
+        "bytecode as a production minion does for its synced modules "
+        "(`lab.netns.daemon_env`), so a forked job does not compile the extension again.")
 
 
 def notes(failover, rpo, profile):
