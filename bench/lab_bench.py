@@ -20,6 +20,12 @@ traffic port accepts on the VIP, seen by a client in the lab's net namespace
 each change is checked in the BACKUP's runtime (its admin interface) before the step-down and
 in the new MASTER's after it; nothing is restored, so only the VIP column applies.
 
+Health failover (in the cold lab, the Salt master up): ProxySQL dies on the MASTER and its start
+is broken (the lab's start gate), after a change saved there reached the BACKUP; the clock starts
+at the death and stops when the peer's ProxySQL has loaded that change, and when its traffic port
+accepts on the VIP. The broken host's start is then fixed and it takes the VIP back (released
+and reclaimed by the module), so the next one breaks the other host.
+
 RPO: from a change saved on the MASTER to a complete copy that holds it in the BACKUP's inbox.
 
 Where the time goes comes from what the lab records: ucarp's script runs, the events on each
@@ -45,7 +51,7 @@ from saltext.proxysql_ha.utils import proxysql_ha_config
 
 from lab import Lab, LabTimeout, LabUnavailable, netns
 from lab import salt as labsalt
-from lab.hosts import ADVBASE, generation, newest_after
+from lab.hosts import ADVBASE, HEALTH, generation, newest_after
 from lab.lab import ADVSKEW
 from lab.timeline import first, restored, stepped
 from standin import proxysql_standin, sshd
@@ -57,9 +63,11 @@ PROBE = Path(__file__).resolve().parent / "vip_probe.py"
 ADMIN_PILLAR = {"admin": {"enabled": True}}
 WARM_PILLAR = dict(ADMIN_PILLAR, standby="warm")
 ROUNDS = {True: (2, 3), False: (10, 20)}  # quick or not: (failovers per row, changes)
+HEALTH_ROUNDS = {True: 1, False: 5}  # health failovers: each waits out the hold-down after it
 WAIT = 30  # seconds one step may take before the lab run is called failed
 STEP_DOWN_PAUSE = 3.5  # ucarp listens again 3 s after SIGUSR2: wait that long between step-downs
 CRON_PERIOD = 60  # seconds: the classic recipe's cron job runs every minute
+RETRY_S = 10  # the engine's RETRY: how often it asks again for a lasting condition's job
 TARGETS_MS = {"up": 1000, "down": 3000, "rpo": 3000, "warm": 100}
 RECONCILE_JOB, SHIP_JOB = "proxysql_ha_reconcile", "proxysql_ha_ship"
 PROMOTE = "proxysql_ha.promote"
@@ -71,6 +79,8 @@ ROWS = {
     "classic": "classic recipe (up-script: newest file, cp, chown, start)",
     "warm": "proxysql-ha, warm standby (standby: warm): the VIP moves to a ProxySQL that runs "
             "A's last saved configuration",
+    "health": "proxysql-ha, health: ProxySQL dies on the MASTER and cannot start; clock from "
+              "its death (the grace, the release, CARP, the peer's restore and start)",
     "rpo": "proxysql-ha (engine, ship job, ssh)",
     "noticed": "proxysql-ha: the save → the engine's run_job for the ship job (target ≤ 300 ms)",
     "cron": f"classic recipe: cron every {CRON_PERIOD} s, plus transfer (modelled)",
@@ -99,7 +109,7 @@ def run(quick, schema):
             except (LabTimeout, RuntimeError, OSError) as exc:
                 idle = {"skipped": f"the idle measurement failed: {exc}"}
             pair = Pair(lab)
-            timelines = pair.measure_cold(failovers, changes)
+            timelines = pair.measure_cold(failovers, changes, HEALTH_ROUNDS[bool(quick)])
         timelines["warm"] = warm_failovers(schema, failovers)
         results = pair.results(timelines)
         results["idle"] = idle
@@ -208,7 +218,8 @@ class Pair:
         self.hosts = (lab.host("a"), lab.host("b"))
         self.stepped_down = 0.0
         self.classic_keys = {}
-        self.wrong = {"race": 0, "reactor": 0, "down": 0, "classic": 0, "warm": 0}  # ran another configuration
+        self.wrong = {"race": 0, "reactor": 0, "down": 0, "classic": 0, "warm": 0,
+                      "health": 0}  # ran another configuration
         self.traffic_port = int(self.hosts[0].loaded()["traffic"].rsplit(":", 1)[1])
         self.measured = {}
 
@@ -217,11 +228,13 @@ class Pair:
         a, b = self.hosts
         return (a, b) if a.role() == "MASTER" else (b, a)
 
-    def measure_cold(self, failovers, changes):
+    def measure_cold(self, failovers, changes, health=0):
         """The cold lab's rows: their timelines (what ``results`` needs besides is kept)."""
         self.measured["rpo"] = [self.rpo_ours() for _ in range(changes)]
         self.measured["settings"] = lab_settings(self.lab)
         timelines = {"race": [self.failover_ours("race") for _ in range(failovers)]}
+        if health:
+            timelines["health"] = [self.failover_health() for _ in range(health)]
         with self.held_back():
             timelines["reactor"] = [self.failover_ours("reactor") for _ in range(failovers)]
         self.lab.stop_master()
@@ -358,6 +371,46 @@ class Pair:
                             f"{old.minion_id}'s demote to stop ProxySQL")
         self.wrong[row] += loaded["config"]["mysql_users"] != len(saved["mysql_users"])
         return dict(timeline(new, asked, event, loaded, self.lab.master_events()), vip=vip)
+
+    def failover_health(self):
+        """
+        ProxySQL dies on the MASTER after a change saved there reached the BACKUP, and its start
+        is broken: ms from the death to the peer's ProxySQL running (``total``) and serving on
+        the VIP (``vip``), and the steps between (``released``: the MASTER gave up the VIP;
+        ``carp``: then the peer's up-script; ``start``: then its ProxySQL loaded). The broken
+        host's start is fixed afterwards; it takes the VIP back once the hold-down has passed
+        (its engine keeps asking reconcile to probe ProxySQL), as a BACKUP.
+        """
+        old, new = self.master()
+        _, _, saved = self.change_reaches(old, new)
+        old.break_start()
+        try:
+            died = time.time()
+            if old.node.standin("stop").returncode != 0:
+                raise RuntimeError(f"{old.minion_id}'s ProxySQL did not stop")
+
+            def promoted():
+                event = first(new.events("proxysql_ha/promoted"), died, restored)
+                loaded = new.loaded()
+                return event and loaded and loaded["started"] > died and (event, loaded)
+
+            with self.client(old) as served:
+                _, loaded = self.lab.wait_until(promoted, WAIT + HEALTH["grace"] + RETRY_S,
+                                                f"{new.minion_id} to take over from a dead ProxySQL")
+                vip = served(new, died)
+        finally:
+            old.fix_start()
+        up = stepped(new, died, "up")
+        released = first(old.events("proxysql_ha/vip/released"), died)
+        self.wrong["health"] += loaded["config"]["mysql_users"] != len(saved["mysql_users"])
+        self.lab.wait_until(lambda: first(old.events("proxysql_ha/vip/reclaimed"), died),
+                            WAIT + HEALTH["hold_down"] + RETRY_S,
+                            f"{old.minion_id} to take the VIP back once ProxySQL starts")
+        return {"host": new.minion_id, "total": (loaded["started"] - died) * 1000,
+                "vip": vip + (up - died) * 1000,
+                "released": (released["t"] - died) * 1000 if released else None,
+                "carp": (up - released["t"]) * 1000 if released else None,
+                "start": (loaded["started"] - up) * 1000}
 
     def failover_warm(self):
         """
@@ -633,6 +686,7 @@ def lab_settings(lab):
                                                     defaults["admin"]["layer_check_interval"]),
                         defaults["admin"]["layer_check_interval"]),
         "service_timeout": pillar["service"]["timeout"],
+        "health_grace": (pillar["health"]["grace"], defaults["health"]["grace"]),
         "load_delay": float(os.environ.get(proxysql_standin.ENV_LOAD_DELAY,
                                            proxysql_standin.DEFAULT_LOAD_DELAY)),
     }
@@ -735,6 +789,8 @@ def notes(failover, rpo, profile):
         "",
         warm_note(failover, profile),
         "",
+        health_note(failover, profile),
+        "",
         "### Where the failover time goes (proxysql-ha)",
         "",
         "Each step's p50 over the row's failovers, and the slowest failover's steps. The steps "
@@ -751,6 +807,31 @@ def notes(failover, rpo, profile):
         "",
     ]
     return out + explain(p50s, slowest, classic, rpo, profile)
+
+
+def health_note(failover, profile):
+    """How the health row was measured, and where its time goes (p50 of each step)."""
+    if ROWS["health"] not in failover:
+        return "Health row: not measured in this run."
+    row, timelines = failover[ROWS["health"]], profile["timelines"]["health"]
+    grace = profile["settings"].get("health_grace") or (None, None)
+    step = {key: stats.fmt(p50_of(timelines, key), "ms") for key in ("released", "carp", "start")}
+    return (
+        f"Health row: {row['n']} times ProxySQL was stopped on the MASTER with its start broken "
+        "(the lab's start gate makes the stand-in's start exit 1), after a change saved there had "
+        "reached the BACKUP; the clock starts at the death, with the Salt master up. p50 of each "
+        f"step: the MASTER gave up the VIP {step['released']} after the death (its engine saw "
+        "ProxySQL gone at its next look and asked for reconcile, whose start of ProxySQL failed "
+        f"for the grace time, `health:grace` {grace[0]:g} s in the lab, the default "
+        f"{grace[1]:g} s; then SIGUSR2 and SIGSTOP to its ucarp), the peer's up-script "
+        f"{step['carp']} later (ucarp's detection of a silent MASTER, 3 × advbase), its ProxySQL "
+        f"running on the change {step['start']} after that (the cold path of the rows above). "
+        f"Serving on the VIP: p95 {stats.fmt(row['vip_p95_ms'], 'ms')} from the death. "
+        f"Each time the broken host's start was then fixed and it took the VIP back as BACKUP "
+        "(its reconcile probe after `health:hold_down`), so the next death was on the other host."
+        if grace[0] is not None else
+        f"Health row: {row['n']} deaths of ProxySQL on the MASTER, p95 "
+        f"{stats.fmt(row['p95_ms'], 'ms')} to the peer's ProxySQL running.")
 
 
 def warm_note(failover, profile):

@@ -312,6 +312,10 @@ def readme_table(results):
                      + f" (cold standby: {_ms(cold.get('vip_p95_ms'))})",
                      _ms(classic.get("vip_p95_ms")) + " (no checks)",
                      failover_verdict("warm", warm)])
+    if "health" in failover:
+        rows.append(["health failover p95: ProxySQL dead on the MASTER (its start broken) → the "
+                     "peer serving on the VIP (grace, release, CARP, restore, start)",
+                     _ms(failover["health"].get("vip_p95_ms")), "– (no health rule)", "–"])
     if "noticed" in rpo:
         rows.append(["a save noticed: saved change → the engine's run_job for the ship job, p95",
                      _ms(rpo["noticed"]["p95_ms"]) + (f" ({rpo['noticed']['missed']} not noticed)"

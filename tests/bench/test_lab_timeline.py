@@ -104,3 +104,15 @@ def test_the_warm_note_judges_the_vip_p95_and_says_why_when_the_warm_lab_failed(
     del failover[lab_bench.ROWS["warm"]]
     assert lab_bench.warm_note(failover, {"warm_skipped": "the warm lab run failed: x"}) == \
         "Warm standby row: skipped: the warm lab run failed: x."
+
+
+def test_the_health_note_gives_each_step_from_the_death_and_the_grace_it_ran_with():
+    rows = [{"total": 9000.0, "vip": 9100.0, "released": 3000.0, "carp": 4000.0, "start": 900.0},
+            {"total": 9400.0, "vip": 9500.0, "released": 3200.0, "carp": 4200.0, "start": 1000.0}]
+    failover = {lab_bench.ROWS["health"]: lab_bench.failover_summary(rows)}
+    profile = {"timelines": {"health": rows}, "settings": {"health_grace": (2, 5.0)}}
+    note = lab_bench.health_note(failover, profile)
+    assert "2 times ProxySQL was stopped" in note and "`health:grace` 2 s in the lab, the default 5 s" in note
+    assert "gave up the VIP 3000.0 ms after the death" in note and "up-script 4000.0 ms later" in note
+    assert "p95 9500.0 ms from the death" in note
+    assert lab_bench.health_note({}, profile) == "Health row: not measured in this run."
