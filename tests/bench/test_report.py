@@ -130,3 +130,14 @@ def test_the_idle_section_states_the_layer_check_it_was_measured_with():
     assert "layer check every 2 s (`admin:layer_check_interval`, the default is 30 s)" in text
     text = "\n".join(report._idle_cost(idle, dict(settings, admin_enabled=False)))  # pylint: disable=protected-access
     assert "not in use" in text and "every 2 s" not in text
+
+
+def test_the_warm_apply_shows_its_steps_and_its_verdict_reaches_the_readme_table():
+    results = {**RESULTS, "local": {**RESULTS["local"], "warm_apply": {"large": {
+        "size_mb": 13.5, "runs": 10, "p50_ms": 900.0, "p95_ms": 950.0,
+        "how": [("flush", True, True)],
+        "steps_p50_ms": {"install": 150.0, "flush": 300.0, "verify": 400.0, "apply": 890.0}}}}}
+    text = report.render(results, command="make bench", machine="m", date="d", quick=False)
+    assert "| large | 13.5 MB | 900.0 ms | 950.0 ms | 150.0 ms | 300.0 ms | 400.0 ms | 10 | flush |" in text
+    assert "13.5 MB db, p95 (install, flush, loads, verification) | 950 ms | – | " \
+           "≤ 0.5 s on the large (14 MB) database: MISSED |" in report.readme_table(results)
