@@ -193,7 +193,16 @@ def _fire(tag, data):
     Fire ``proxysql_ha/<tag>`` on the minion's event bus and on to the master.
     Best effort and bounded (0.5 s per send): an event never blocks a failover.
     """
-    tag = f"proxysql_ha/{tag}"
+    return _send(f"proxysql_ha/{tag}", data, master=True)
+
+
+def _ask_job(job):
+    """Ask the minion to run its schedule job ``job`` now (``run_job`` on its bus, as the
+    engine asks): it runs in a process of its own once this call has released the lock."""
+    return _send("manage_schedule", {"func": "run_job", "name": job}, master=False)
+
+
+def _send(tag, data, master):
     if not _minion_daemon_up():
         log.info("no salt-minion daemon on this node: event %s not sent", tag)
         return False
@@ -202,7 +211,7 @@ def _fire(tag, data):
             if not bus.fire_event(data, tag, timeout=500):
                 log.warning("event %s could not be sent to the minion's event bus", tag)
                 return False
-            if not __opts__.get("local") and __opts__.get("file_client") != "local":
+            if master and not __opts__.get("local") and __opts__.get("file_client") != "local":
                 bus.fire_master(data, tag, timeout=500)
         return True
     except Exception as exc:  # pylint: disable=broad-except
@@ -1753,6 +1762,10 @@ def _promote_steps(conf, report, plan):
         if _save_state(conf, ROLE_STATE, {"role": "MASTER", "since": time.time()}, errors):
             _clear_state(conf, JOURNAL, errors)
         _count(conf, "failovers")
+        # the peer gets this node's configuration now, not at the next save or the 15 min
+        # schedule: a warm takeover, or a pair's first MASTER, writes nothing that the engine
+        # would notice (the ship job, after this lock, ships only what the peer lacks)
+        report["ship_asked"] = _ask_job(conf["schedule"]["ship_job"])
 
 
 def _warm_takeover(conf, plan, chosen):

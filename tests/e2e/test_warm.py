@@ -14,7 +14,8 @@ import pytest
 from lab import netns
 from lab.timeline import first, stepped
 from saltext.proxysql_ha.utils import proxysql_ha_admin as admin
-from tests.e2e.pair import ARRIVAL_SECONDS, TAKEOVER_SECONDS, change_arrives, copy_path, ms, state
+from tests.e2e.pair import (ARRIVAL_SECONDS, TAKEOVER_SECONDS, change_arrives, copy_path, ms,
+                            newest_generation, state, switch_over, wait_copy_of)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
     not (shutil.which("mariadb") or shutil.which("mysql")), reason="no MySQL client")]
@@ -63,3 +64,21 @@ def test_a_warm_failover_only_moves_the_vip_and_b_runs_what_a_saved_last(lab, su
     up = stepped(b, died, "up")
     summary(f"warm failover: up-script {ms(up - died)} after A died; promote "
             f"{promoted['data']['ms']:.0f} ms; B's ProxySQL pid unchanged")
+
+
+
+def test_a_warm_takeover_ships_the_new_masters_configuration_without_waiting_for_a_save(lab, summary):
+    """A warm takeover writes nothing the engine would notice (ProxySQL is not restarted), so
+    the new MASTER asks for its ship job itself: here A, BACKUP, holds a change saved on it
+    (``backup_config_changed``), takes office and serves it; B must get it then, not at A's next
+    save or the 15 min schedule (the demo's first warm MASTER waited for that)."""
+    a, b = lab.host("a"), lab.host("b")
+    switch_over(lab, a, b)
+    before = newest_generation(b)
+    saved = a.save_change()  # on the BACKUP: its engine notices, and asks for no ship
+    asked = switch_over(lab, b, a)
+    promoted = first(a.events("proxysql_ha/promoted"), asked)
+    assert promoted["data"]["ship_asked"] is True, promoted["data"]
+    name = wait_copy_of(lab, b, saved, before)
+    assert "node-a" in name
+    summary(f"warm takeover: A shipped {name}, the change it held, to B with no save after it")
