@@ -296,6 +296,7 @@ def test_an_install_whose_flush_is_skipped_is_caught_by_its_token_though_no_coun
     facts = install(first, db_path, uuid, "1-aa")
     apply_to(params, facts)
     assert layers.restore_problems(admin.verify_installed(params, facts)) == []  # the normal install
+    assert problems_of(params, db_path) == {}  # the layer check reads the stamped file as well
 
     second = changed_copy(db_path, "second.db", "UPDATE mysql_users SET max_connections = 22")
     assert counts(second) == counts(db_path)  # a row changed, none added: counts cannot tell
