@@ -23,9 +23,11 @@ the engine does the periodic looks itself and asks the minion to run a job
   runtime but not saved to disk (or edited but not loaded) fires
   ``proxysql_ha/alert/config_not_saved`` (``config_not_loaded``) naming
   the modules, once per new finding, and asks for the check job;
-- on a warm standby (``standby: warm``) it ``stat()``\\ s the inbox: a backup
-  arriving on a node that is not MASTER asks for the reconcile job, which
-  applies it to the running ProxySQL;
+- on a warm standby (``standby: warm``) a backup arriving on a node that is
+  not MASTER asks for the reconcile job, which applies it to the running
+  ProxySQL: at once on Linux (an inotify watch of the inbox wakes the look
+  when a manifest is put in place, the arrival's last step), else when a
+  look's ``stat()`` of the inbox sees it changed;
 - it relays CARP transitions the hook (``proxysql-ha-event``) drops into
   ``spool``: the newest per vhid, one reconcile job and one event each.
 
@@ -291,67 +293,107 @@ def _open_wake(spool):
 
 def _wait(wake, interval):
     """
-    Sleep ``interval`` seconds, or less when the hook pokes the FIFO or, where
-    the db is watched, ProxySQL writes it. ``wake``: None, the FIFO's fd, or
-    ``{"fifo": fd or None, "db": inotify fd or None, "name": the db's file name}``.
-    A write wakes the look once the writes have paused for ``SETTLE`` s (a save
-    is several commits; at most ``SETTLE_MAX`` s), so one save asks for one job;
-    writes to other files of the directory (ProxySQL's log) do not wake it.
+    Sleep ``interval`` seconds, or less when the hook pokes the FIFO or a
+    watched directory has what its watch waits for (a save of the db, an
+    arrival in the inbox). ``wake``: None, the FIFO's fd, or ``{"fifo": fd or
+    None, "watches": {kind: watch}}`` (:func:`_watched`). A watch wakes the
+    look once the directory's writes have paused for ``SETTLE`` s (a save is
+    several commits; at most ``SETTLE_MAX`` s), so one save asks for one job;
+    other files of the directory (ProxySQL's log) do not wake it. Returns
+    what woke it: ``{"fifo"}`` or the kinds of the watches, empty at the end
+    of the interval.
     """
     if not isinstance(wake, dict):
-        wake = {"fifo": wake, "db": None, "name": None}
-    fifo, db = wake["fifo"], wake["db"]
-    fds = [fd for fd in (fifo, db) if fd is not None]
+        wake = {"fifo": wake}
+    fifo = wake["fifo"]
+    watches = {kind: w for kind, w in (wake.get("watches") or {}).items() if w["fd"] is not None}
+    fds = ([fifo] if fifo is not None else []) + [w["fd"] for w in watches.values()]
     deadline = time.monotonic() + interval
     for _ in range(WAKES_PER_WAIT):
         left = deadline - time.monotonic()
         if left <= 0:
-            return
+            return set()
         if not fds:  # nothing can wake it: it sleeps its interval out
             select.select([], [], [], left)
-            return
+            return set()
         ready = select.select(fds, [], [], left)[0]
         if not ready:
-            return
+            return set()
         if fifo in ready:
             with contextlib.suppress(BlockingIOError):
                 os.read(fifo, 4096)
-            return
-        if _db_written(wake):
-            return
+            return {"fifo"}
+        woke = {kind for kind, w in watches.items() if w["fd"] in ready and _fired(w)}
+        if woke:
+            return woke
+    return set()
 
 
-def _db_written(wake):
-    """The db watch fired: whether for the db (then once its writes paused), draining it."""
+def _fired(watch):
+    """A watch's fd is readable: whether for what it waits for (then once the directory's
+    writes paused), its events drained; a watch whose directory went is marked ended."""
     drain = _util("proxysql_ha_watch.drain")
-    events = drain(wake["db"])
-    ours = _util("proxysql_ha_watch.touches")(events, wake["name"])
+    events = drain(watch["fd"])
+    ours = watch["wants"](events)
     until = time.monotonic() + SETTLE_MAX
-    while ours and time.monotonic() < until and select.select([wake["db"]], [], [], SETTLE)[0]:
-        events += drain(wake["db"])
+    while ours and time.monotonic() < until and select.select([watch["fd"]], [], [], SETTLE)[0]:
+        events += drain(watch["fd"])
     if _util("proxysql_ha_watch.watch_ended")(events):
-        wake["ended"] = True
+        watch["ended"] = True
     return ours
 
 
-def _watched(wake, db, now):
+def _targets(watch):
     """
-    ``wake`` with an inotify watch of ``db``'s directory, opened again when
-    the db moved (a pillar refresh) or the watch ended; without one (another
-    system, no directory yet) the looks poll, and it is tried again after RETRY.
+    What the waits watch with inotify: ``{kind: (directory, wants)}``, where
+    ``wants(events)`` says whether that directory's events are for it: the
+    db's directory for its saves and, on a warm standby, the inbox for arrivals.
     """
-    directory = os.path.dirname(db) if db else None
-    if wake["db"] is not None and (wake.get("ended") or wake["dir"] != directory):
-        os.close(wake["db"])
-        wake.update(db=None, ended=False)
-    if wake["db"] is None and directory and now >= wake.get("retry_at", 0.0):
-        try:
-            wake.update(db=_util("proxysql_ha_watch.watch_directory")(directory), dir=directory,
-                        name=os.path.basename(db))
-        except OSError as exc:
-            log.debug("proxysql_ha engine: not watching %s (polling instead): %s", directory, exc)
-            wake["retry_at"] = now + RETRY
+    targets = {}
+    if watch["db"]:
+        name, touches = os.path.basename(watch["db"]), _util("proxysql_ha_watch.touches")
+        targets["db"] = (os.path.dirname(watch["db"]), lambda events: touches(events, name))
+    conf = watch["conf"]
+    if conf and conf.get("standby") == "warm":
+        targets["inbox"] = (conf["inbox_dir"], _util("proxysql_ha_watch.arrived"))
+    return targets
+
+
+def _watched(wake, targets, now):
+    """
+    ``wake`` with an inotify watch (an fd of its own) of each directory of
+    ``targets`` (:func:`_targets`), opened again when its directory changed
+    (a pillar refresh) or the watch ended, closed when no longer wanted;
+    without one (another system, no directory yet) the looks poll it, and it
+    is tried again after RETRY.
+    """
+    watches = wake.setdefault("watches", {})
+    for kind in list(watches):
+        w = watches[kind]
+        if w["fd"] is not None and (w["ended"] or kind not in targets
+                                    or w["dir"] != targets[kind][0]):
+            os.close(w["fd"])
+            w.update(fd=None, ended=False, retry_at=0.0)
+        if kind not in targets:
+            del watches[kind]
+    for kind, (directory, wants) in targets.items():
+        w = watches.setdefault(kind, {"fd": None, "dir": None, "ended": False, "retry_at": 0.0})
+        w["wants"] = wants
+        if w["fd"] is None and now >= w["retry_at"]:
+            try:
+                w.update(fd=_util("proxysql_ha_watch.watch_directory")(directory), dir=directory)
+            except OSError as exc:
+                log.debug("proxysql_ha engine: not watching %s (polling instead): %s",
+                          directory, exc)
+                w["retry_at"] = now + RETRY
     return wake
+
+
+def _all_watched(wake):
+    """Whether every directory the looks watch has its inotify watch (then a look need only
+    come every check interval: the watches wake it for the rest)."""
+    watches = wake.get("watches") or {}
+    return bool(watches) and all(w["fd"] is not None for w in watches.values())
 
 
 def _spooled(spool):
@@ -385,11 +427,12 @@ def _spooled(spool):
     return payloads
 
 
-def _look(opts, watch, state, now):
+def _look(opts, watch, state, now, woke=frozenset()):
     """
     One look: relay the spool, notice a save, and every ``check_interval`` the
     role and ProxySQL; ask for the jobs that are due. A job that could not be
     asked for stays due (the save is not forgotten: it is asked for again).
+    ``woke``: what woke it (:func:`_wait`).
     """
     if watch["spool"]:
         payloads = _util("proxysql_ha_watch.coalesce")(_spooled(watch["spool"]))
@@ -430,11 +473,16 @@ def _look(opts, watch, state, now):
             shipped = shipped and job != watch["job"]
     if shipped:
         state["last"] = current
-    _arrivals(opts, conf, state, seen["role"], watch["reconcile_job"])
+    _arrivals(opts, conf, state, seen["role"], watch["reconcile_job"], "inbox" in woke)
 
 
-def _arrivals(opts, conf, state, role, job):
-    """A warm standby's inbox changed (one ``stat()``): ask for reconcile, which applies it."""
+def _arrivals(opts, conf, state, role, job, arrived=False):
+    """
+    A backup arrived on a warm standby: ask for reconcile, which applies it.
+    ``arrived``: the inbox's watch saw it; else (no inotify, the safety net)
+    the inbox changed since the last look (one ``stat()``). One that could not
+    be asked for is asked for again at the next look.
+    """
     if not conf or conf.get("standby") != "warm" or role == "MASTER":
         return
     try:
@@ -442,12 +490,13 @@ def _arrivals(opts, conf, state, role, job):
     except OSError:
         return
     previous, state["inbox"] = state.get("inbox"), mark
-    if previous is None or mark == previous:
+    due = arrived or state.pop("arrival_due", False) or previous not in (None, mark)
+    if not due:
         return
     if _ask(opts, job):
         log.info("proxysql_ha engine: asked for %s: a backup arrived on a warm standby", job)
     else:
-        state["inbox"] = previous  # asked for again at the next look
+        state["arrival_due"] = True
 
 
 def _layer_check(conf, state, now):
@@ -556,7 +605,7 @@ def start(db=None, job=None, interval=None, spool=None, reconcile_job=None, chec
     if watch["db"] is None:
         log.error("proxysql_ha engine: no database to watch yet: give db or the proxysql_ha "
                   "pillar (asked again every %ss)", RETRY)
-    wake = {"fifo": None, "db": None, "dir": None, "name": None}
+    wake = {"fifo": None, "watches": {}}
     if watch["spool"]:
         try:
             wake["fifo"] = _open_wake(watch["spool"])
@@ -569,10 +618,11 @@ def start(db=None, job=None, interval=None, spool=None, reconcile_job=None, chec
              watch["job"])
     loops = 0
     while not stopping and (max_loops is None or loops < max_loops):
-        wake = _watched(wake, watch["db"], time.monotonic())
-        # a watched db wakes the look itself: then it only needs to come every check interval
-        _wait(wake, max(watch["interval"], watch["check_interval"] or 0.0)
-              if wake["db"] is not None else watch["interval"])
+        wake = _watched(wake, _targets(watch), time.monotonic())
+        # watched directories wake the look themselves: then it only needs to come every
+        # check interval
+        woke = _wait(wake, max(watch["interval"], watch["check_interval"] or 0.0)
+                     if _all_watched(wake) else watch["interval"]) or set()
         loops += 1
         try:
             now = time.monotonic()
@@ -584,12 +634,12 @@ def start(db=None, job=None, interval=None, spool=None, reconcile_job=None, chec
                 if _pillar_refreshed(__opts__, now):
                     _compile(state)
             watch = _refreshed(watch, given, state)
-            _look(__opts__, watch, state, now)
+            _look(__opts__, watch, state, now, woke)
         except Exception:  # pylint: disable=broad-except
             log.exception("proxysql_ha engine: a look failed; going on")
     for key in list(_BUS):
         _drop_bus(key)
-    for fd in (wake["fifo"], wake["db"]):
+    for fd in [wake["fifo"]] + [w["fd"] for w in wake["watches"].values()]:
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)

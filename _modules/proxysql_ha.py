@@ -1392,7 +1392,8 @@ def _prepare(conf, chosen, tmp, node_uuid):
     try:
         facts = _u("proxysql_ha_sqlite.write_for_restore")(
             os.path.join(chosen["dir"], chosen["name"] + ".db"), chosen["sha256"], tmp, node_uuid,
-            (expected.get("tables") or {}).get("global_settings"))
+            (expected.get("tables") or {}).get("global_settings"),
+            stamp=f"{chosen['generation']}-{os.urandom(8).hex()}")  # this install's, unique
     except Exception as exc:  # pylint: disable=broad-except  # per candidate: try the next one
         if _u("proxysql_ha_store.is_enospc")(exc):
             raise CommandExecutionError(f"no space left in {conf['datadir']} to restore") from exc
@@ -2273,7 +2274,8 @@ def diff(a, b, limit=20):
     The rows that differ from copy ``a`` to copy ``b``, table by table, matched
     by primary key (``added``, ``removed``, ``changed`` with the columns that
     changed; at most ``limit`` of each per table, plus the counts). Secrets are
-    shown as ``<hidden>``; the uuid ProxySQL writes at start is left out.
+    shown as ``<hidden>``; the uuid ProxySQL writes at start and the token an
+    install writes (``global_settings``) are left out.
 
     a, b
         ``live`` (the live database), a backup's base name (outgoing dir or

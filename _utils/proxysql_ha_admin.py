@@ -577,16 +577,24 @@ def layer_digests(params, modules=None):
 
 # --- applying and verifying an installed file (a warm standby, a verified restore) --------
 
+# The ``global_settings`` row an install writes into the file (proxysql_ha_sqlite.INSTALL_STAMP,
+# where the source that says it is harmless to ProxySQL is cited): a token no other file holds.
+INSTALL_STAMP = "proxysql_ha_install"
+
+
 def installed_facts(path):
     """
     What the verification needs of the file at ``path``, in one read-only
-    open: ``{"modules": [...], "tables": {table: {"columns", "keys", "rows"}}}``,
-    the modules whose tables it all holds and, for their tables, the columns,
-    the primary key's columns in key order and the row count.
+    open: ``{"modules": [...], "tables": {table: {"columns", "keys", "rows"}},
+    "stamp": token or None}``, the modules whose tables it all holds and, for
+    their tables, the columns, the primary key's columns in key order and the
+    row count; and the install's token (:data:`INSTALL_STAMP`), if it has one.
     """
     conn = sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?mode=ro", uri=True, timeout=2)
     try:
         held = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        stamp = conn.execute("SELECT variable_value FROM global_settings WHERE variable_name = ?",
+                             (INSTALL_STAMP,)).fetchone() if "global_settings" in held else None
         modules = [name for name, spec in MODULES.items() if set(spec["tables"]) <= held]
         tables = {}
         for table in (t for name in modules for t in MODULES[name]["tables"]):
@@ -598,7 +606,7 @@ def installed_facts(path):
             }
     finally:
         conn.close()
-    return {"modules": modules, "tables": tables}
+    return {"modules": modules, "tables": tables, "stamp": stamp and stamp[0]}
 
 
 def file_modules(path):
@@ -721,9 +729,12 @@ def runtime_diff_sql(facts, source="disk"):
     statement, so that ProxySQL refreshes each runtime table it names once
     (lib/ProxySQL_Admin.cpp, ProxySQL_Admin::GenericRefreshStatistics: a query
     naming ``runtime_<t>`` first rebuilds that table from what runs, one naming
-    ``global_variables`` the runtime variables). Returns ``(sql, plan)``,
-    ``plan`` a list of ``(module, table, shapes)`` in ``<i>`` order.
-    ``source`` ``main``: memory instead of disk (the names then begin ``main_``).
+    ``global_variables`` the runtime variables). A file with an install token
+    (``facts["stamp"]``) adds ``disk_stamp``, that row of ``disk.global_settings``:
+    rows can change and their counts stay, the token names one install.
+    Returns ``(sql, plan)``, ``plan`` a list of ``(module, table, shapes)`` in
+    ``<i>`` order. ``source`` ``main``: memory instead of disk (the names then
+    begin ``main_``).
     """
     parts, plan = _runtime_diff_parts(facts, source)
     return "SELECT " + ", ".join(parts), plan
@@ -734,6 +745,9 @@ def _runtime_diff_parts(facts, source):
     tables; a select list has no such bound): ``(columns, plan)``."""
     tag = "" if source == "disk" else f"{source}_"
     plan, parts = [], []
+    if source == "disk" and facts.get("stamp") is not None:
+        parts.append(f"(SELECT variable_value FROM disk.global_settings WHERE variable_name = "
+                     f"{_literal(INSTALL_STAMP)}) AS {_ident('disk_stamp')}")
     for module in facts["modules"]:
         spec = MODULES[module_name(module)]
         for table in spec["tables"]:
@@ -767,10 +781,14 @@ def runtime_differences(row, plan, facts, source="disk"):
     """
     ``{module: {"missing", "extra", "disk_unlike_file"}}`` from the one row
     :func:`runtime_diff_sql` returned: rows of the file runtime lacks (or holds
-    otherwise), runtime rows the file lacks, and the tables whose ``disk`` count
-    differs from the installed file's (ProxySQL did not reopen it). Pure.
+    otherwise), runtime rows the file lacks, and the tables whose ``disk`` is
+    not the installed file's (ProxySQL did not reopen it, or opens another
+    file): their count differs, or, for every table, ``disk`` holds another
+    install token than the file, or none. Pure.
     """
     tag = "" if source == "disk" else f"{source}_"
+    other_file = source == "disk" and facts.get("stamp") is not None \
+        and row["disk_stamp"] != facts["stamp"]
     out = {}
     for n, (module, table, shapes) in enumerate(plan):
         i = f"{tag}{n}"
@@ -780,7 +798,8 @@ def runtime_differences(row, plan, facts, source="disk"):
         found = out.setdefault(module, {"missing": 0, "extra": 0, "disk_unlike_file": []})
         found["missing"] += missing
         found["extra"] += max(0, count(f"{i}_runtime") - (shaped - missing))
-        if source == "disk" and count(f"{i}_disk") != facts["tables"][table]["rows"]:
+        recounted = count(f"{i}_disk") != facts["tables"][table]["rows"]
+        if source == "disk" and (other_file or recounted):
             found["disk_unlike_file"].append(table)
     return out
 

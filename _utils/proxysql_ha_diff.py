@@ -11,8 +11,9 @@ secrets are masked, so a report can go into an event or a log.
 __virtualname__ = "proxysql_ha_diff"
 
 MASK = "<hidden>"
-# what ProxySQL writes itself at start, not configuration: (table, key) pairs
-IGNORED = {("global_settings", ("uuid",))}
+# not configuration, (table, key) pairs: the uuid ProxySQL writes itself at start, and the token
+# each install writes (proxysql_ha_sqlite.INSTALL_STAMP), which no two copies share
+IGNORED = {("global_settings", ("uuid",)), ("global_settings", ("proxysql_ha_install",))}
 SECRET_WORDS = ("password", "credentials", "secret")
 
 

@@ -97,7 +97,7 @@ def restore_problems(differences):
     "disk_unlike_file"}}`` (``proxysql_ha_admin.verify_installed``); the problem
     names the modules and, per module, how many rows differ each way.
     """
-    found = {}
+    found, elsewhere = {}, False
     for module, diff in sorted(differences.items()):
         parts = []
         if diff.get("missing"):
@@ -105,15 +105,20 @@ def restore_problems(differences):
         if diff.get("extra"):
             parts.append(f"{diff['extra']} runtime row(s) not in the file")
         if diff.get("disk_unlike_file"):
+            elsewhere = True
             parts.append(f"its disk tables ({', '.join(diff['disk_unlike_file'])}) are not the "
-                         "installed file's (PROXYSQL FLUSH CONFIGDB not done?)")
+                         "installed file's")
         if parts:
             found[module] = f"{module}: {', '.join(parts)}"
     if not found:
         return []
+    remedy = ("the disk ProxySQL has open is not the file installed: PROXYSQL FLUSH CONFIGDB "
+              "was not done, or ProxySQL uses another datadir than proxysql_ha:datadir"
+              if elsewhere else
+              "LOAD <module> FROM DISK and LOAD <module> TO RUNTIME, or restart it")
     return [{
         "problem": "restore_not_loaded", "modules": list(found),
         "rows": {m: {k: differences[m].get(k) for k in ("missing", "extra")} for m in found},
         "message": f"ProxySQL does not run the restored file: {'; '.join(found.values())} "
-                   "(LOAD <module> FROM DISK and LOAD <module> TO RUNTIME, or restart it)",
+                   f"({remedy})",
     }]

@@ -31,6 +31,16 @@ REQUIRED_TABLES = (
 )
 _BUSY_TIMEOUT = 2.0
 _POLL = 0.02
+# The ``global_settings`` row naming one install (:func:`write_for_restore`), by which the
+# admin check (``proxysql_ha_admin.verify_installed``) tells whether ProxySQL's ``disk`` is the
+# file installed. Harmless to ProxySQL (sysown/proxysql 3.0.1 and 2.7.2): the table is never
+# copied to memory or runtime (lib/ProxySQL_Admin.cpp,
+# ``__insert_or_replace_maintable_select_disktable`` leaves it out) nor synced by Cluster
+# (lib/ProxySQL_Cluster.cpp sends ``GloVars.uuid``, never the table); at start
+# ``load_or_update_global_settings`` reads every row but acts on the one named ``uuid`` only
+# (``strcasecmp``) and writes only that one (``INSERT OR REPLACE ... "uuid"``); ``PROXYSQL
+# FLUSH CONFIGDB`` does not read it; the start's DDL check compares the table's text, not rows.
+INSTALL_STAMP = "proxysql_ha_install"
 
 
 class InvalidDatabase(ValueError):
@@ -271,15 +281,17 @@ def snapshot(source, target, settle, timeout):
     return before
 
 
-def write_for_restore(backup_path, sha256, target, node_uuid, settings_ddl=None):
+def write_for_restore(backup_path, sha256, target, node_uuid, settings_ddl=None, stamp=None):
     """
     Write the backup's bytes, read once and held against the ``sha256`` it was
     judged by, into the (empty, already created) file ``target``; set it to
     ProxySQL's rollback journal (``journal_mode=DELETE``), put this node's own
     ``global_settings.uuid`` back (or drop the peer's, so ProxySQL makes a new
-    one), and return the :func:`inspect` facts of the result. A file without
-    ``global_settings`` (2.0.x) gets it from ``settings_ddl``, the local
-    ProxySQL's DDL, when given: else ProxySQL creates it and a new uuid.
+    one) and, in the same transaction, this install's ``stamp`` (None: a
+    random one) as the :data:`INSTALL_STAMP` row, and return the :func:`inspect`
+    facts of the result. A file without ``global_settings`` (2.0.x) gets it
+    from ``settings_ddl``, the local ProxySQL's DDL, when given: else ProxySQL
+    creates it and a new uuid, and the file has no stamp.
     """
     data, _st = read_regular(backup_path)
     if hashlib.sha256(data).hexdigest() != sha256:
@@ -309,6 +321,9 @@ def write_for_restore(backup_path, sha256, target, node_uuid, settings_ddl=None)
             )
         elif has_settings:
             dst.execute("DELETE FROM global_settings WHERE variable_name = 'uuid'")
+        if has_settings:
+            dst.execute("INSERT OR REPLACE INTO global_settings (variable_name, variable_value) "
+                        "VALUES (?, ?)", (INSTALL_STAMP, stamp or os.urandom(16).hex()))
         dst.execute("COMMIT")
     finally:
         dst.close()

@@ -5,7 +5,8 @@ which job, if any, must run because something is out of line.
 
 ``decide`` and ``coalesce`` are pure; the readers touch only the kernel (one
 netlink dump, a pid file, ``/proc``, ``kill(pid, 0)``, an inotify watch of the
-datadir through libc, since the standard library has no binding for it).
+datadir and of a warm standby's inbox through libc, since the standard library has no
+binding for it).
 """
 
 import ctypes
@@ -62,6 +63,20 @@ def touches(events, name):
     stats files in the same directory do not wake the engine.
     """
     return any(mask & _IN_LOST or entry == name or entry.startswith(name + "-")
+               for mask, entry in events)
+
+
+def arrived(events):
+    """
+    Whether inotify ``events`` of an inbox hold a completed arrival, or may
+    have (the queue overflowed, the watch ended): a backup's manifest
+    (``proxysql-ha-*.json``, proxysql_ha_store's naming) appearing under its
+    own name, which comes last (the receive command links it into place, the
+    local transport renames it). The data file and the hidden temporary
+    files of an arrival still under way do not count.
+    """
+    return any(mask & _IN_LOST or (mask & (_IN_CREATE | _IN_MOVED_TO)
+                                   and entry.startswith("proxysql-ha-") and entry.endswith(".json"))
                for mask, entry in events)
 
 

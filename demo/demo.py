@@ -231,7 +231,9 @@ def compare(lab, host, want, source):
     others = [t for t in tables if t not in MAIN_TABLES and t != "global_settings"]
     show(f"{len(others)} other tables: {'equal' if set(others) <= set(equal) else 'DIFFERENT'} "
          f"({sum(len(want.get(t, [])) for t in others)} rows)")
-    own = "kept its own" if raw["global_settings"] != want["global_settings"] else "TOOK THE PEER'S"
+    # the uuid alone: an install also writes its own token there (proxysql_ha_install)
+    uuid_of = lambda config: dict(config.get("global_settings", [])).get("uuid")  # noqa: E731
+    own = "kept its own" if uuid_of(raw) != uuid_of(want) else "TOOK THE PEER'S"
     show(f"global_settings: {host.name.upper()} {own} ProxySQL Cluster uuid")
     same = len(equal) == len(tables)
     rows = sum(len(want.get(t, [])) for t in tables if t != "global_settings")

@@ -4,6 +4,8 @@ Every test runs its own stand-in on 127.0.0.1 at a port picked free, over a real
 ``proxysql.db`` built from ProxySQL's 3.0.1 schema file.
 """
 
+import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -16,6 +18,7 @@ import time
 
 from saltext.proxysql_ha.utils import proxysql_ha_admin as admin
 from saltext.proxysql_ha.utils import proxysql_ha_layers as layers
+from saltext.proxysql_ha.utils import proxysql_ha_sqlite as psql
 import pytest
 from salt.exceptions import CommandExecutionError
 
@@ -250,6 +253,86 @@ def test_a_runtime_one_row_off_is_restore_not_loaded_naming_its_module(params, d
     problems = layers.restore_problems(admin.verify_installed(params, facts))
     assert [(p["problem"], p["modules"], p["rows"]) for p in problems] == [
         ("restore_not_loaded", ["MYSQL QUERY RULES"], {"MYSQL QUERY RULES": rows})]
+
+
+def install(backup, live, uuid, stamp):
+    """``backup`` installed over ``live`` as a restore installs it: written beside it with this
+    node's uuid and the install's token (proxysql_ha_sqlite.write_for_restore), then renamed."""
+    tmp = live.with_name("proxysql.db.restore")
+    tmp.write_bytes(b"")
+    sha256 = hashlib.sha256(backup.read_bytes()).hexdigest()
+    psql.write_for_restore(str(backup), sha256, str(tmp), uuid, stamp=stamp)
+    os.rename(tmp, live)
+    return admin.installed_facts(live)
+
+
+def changed_copy(db_path, name, sql):
+    """A copy of ``db_path`` with ``sql`` run on it: the peer's next save."""
+    copy = db_path.with_name(name)
+    shutil.copyfile(db_path, copy)
+    with contextlib.closing(sqlite3.connect(copy)) as conn:
+        conn.execute(sql)
+        conn.commit()
+    return copy
+
+
+def apply_to(params, facts, flush=True):
+    statements = admin.apply_statements(facts["modules"])
+    admin.execute(params, "; ".join(statements if flush else statements[1:]))
+
+
+def counts(path):
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                            "AND name != 'global_settings'")]
+        return {name: conn.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0] for name in names}
+
+
+def test_an_install_whose_flush_is_skipped_is_caught_by_its_token_though_no_count_changed(
+        params, db_path):
+    uuid = admin.query(params, "SELECT variable_value FROM disk.global_settings "
+                               "WHERE variable_name = 'uuid'")[0]["variable_value"]
+    first = changed_copy(db_path, "first.db", "UPDATE mysql_users SET max_connections = 11")
+    facts = install(first, db_path, uuid, "1-aa")
+    apply_to(params, facts)
+    assert layers.restore_problems(admin.verify_installed(params, facts)) == []  # the normal install
+    assert problems_of(params, db_path) == {}  # the layer check reads the stamped file as well
+
+    second = changed_copy(db_path, "second.db", "UPDATE mysql_users SET max_connections = 22")
+    assert counts(second) == counts(db_path)  # a row changed, none added: counts cannot tell
+    facts = install(second, db_path, uuid, "2-bb")
+    apply_to(params, facts, flush=False)  # ProxySQL never reopened the file: it loads the old one
+
+    differences = admin.verify_installed(params, facts)
+    assert all(d["missing"] == d["extra"] == 0 for d in differences.values())  # runtime == its disk
+    assert all(d["disk_unlike_file"] for d in differences.values())
+    problems = layers.restore_problems(differences)
+    assert [(p["problem"], p["modules"]) for p in problems] == [
+        ("restore_not_loaded", sorted(facts["modules"]))]
+    assert "PROXYSQL FLUSH CONFIGDB was not done" in problems[0]["message"]
+    assert {r["max_connections"] for r in admin.query(
+        params, "SELECT max_connections FROM runtime_mysql_users")} == {"11"}
+
+    apply_to(params, facts)  # the flush this time: the same install passes
+    assert layers.restore_problems(admin.verify_installed(params, facts)) == []
+
+
+def test_an_install_into_a_datadir_proxysql_does_not_use_is_not_loaded(params, db_path,
+                                                                      tmp_path):
+    """ProxySQL (the stand-in) runs on ``db_path``; the pillar's datadir is another one."""
+    pillars = tmp_path / "pillar-datadir"
+    pillars.mkdir()
+    shutil.copyfile(db_path, pillars / "proxysql.db")
+    backup = changed_copy(db_path, "shipped.db", "UPDATE mysql_query_rules SET comment = 'new'")
+    facts = install(backup, pillars / "proxysql.db", None, "3-cc")
+    assert counts(pillars / "proxysql.db") == counts(db_path)
+    apply_to(params, facts)  # flushed and loaded: ProxySQL reopens its own file, not this one
+
+    problems = layers.restore_problems(admin.verify_installed(params, facts))
+
+    assert [(p["problem"], p["modules"]) for p in problems] == [
+        ("restore_not_loaded", sorted(facts["modules"]))]
+    assert "ProxySQL uses another datadir than proxysql_ha:datadir" in problems[0]["message"]
 
 
 def test_the_option_file_is_gone_after_each_call(params, tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ deterministic; the SIGTERM test runs the real loop in a process of its own.
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -20,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from _engines import proxysql_ha as engine
+from saltext.proxysql_ha.utils import proxysql_ha_config
+from saltext.proxysql_ha.utils import proxysql_ha_store as store
 from standin import proxysql_db
 
 REPO = Path(__file__).resolve().parents[2]
@@ -230,14 +233,20 @@ def test_a_backup_arriving_on_a_warm_standby_asks_for_reconcile_once(tmp_path, m
     assert asked == ["reconcile"]
 
 
+def close_watches(wake):
+    for watch in wake["watches"].values():
+        if watch["fd"] is not None:
+            os.close(watch["fd"])
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
 def test_a_watched_db_wakes_the_wait_at_once_and_the_log_beside_it_does_not(tmp_path):
     """The real inotify: a save wakes the wait (after its writes pause), ProxySQL's log never does."""
     db = tmp_path / "proxysql.db"
     sqlite3.connect(db).close()
-    wake = engine._watched({"fifo": None, "db": None, "dir": None, "name": None},  # pylint: disable=protected-access
-                           str(db), time.monotonic())
-    assert wake["db"] is not None and wake["name"] == "proxysql.db"
+    targets = engine._targets({"db": str(db), "conf": None})  # pylint: disable=protected-access
+    wake = engine._watched({"fifo": None}, targets, time.monotonic())  # pylint: disable=protected-access
+    assert list(wake["watches"]) == ["db"] and wake["watches"]["db"]["fd"] is not None
     try:
         (tmp_path / "proxysql.log").write_text("a log line\n")
         begin = time.monotonic()
@@ -264,18 +273,149 @@ def test_a_watched_db_wakes_the_wait_at_once_and_the_log_beside_it_does_not(tmp_
         db.unlink()
         os.rmdir(tmp_path)
         engine._wait(wake, 1.0)  # pylint: disable=protected-access
-        assert wake.get("ended")
+        assert wake["watches"]["db"]["ended"]
         tmp_path.mkdir()
-        wake = engine._watched(wake, str(db), time.monotonic())  # pylint: disable=protected-access
-        assert wake["db"] is not None and not wake.get("ended")
+        wake = engine._watched(wake, targets, time.monotonic())  # pylint: disable=protected-access
+        assert wake["watches"]["db"]["fd"] is not None and not wake["watches"]["db"]["ended"]
     finally:
-        if wake["db"] is not None:
-            os.close(wake["db"])
+        close_watches(wake)
+
+
+# ---- arrivals on a warm standby: the inbox watched with inotify --------------------------
+
+RECEIVER = REPO / "proxysql_ha" / "files" / "proxysql-ha-receive"
+BACKUP_NAME = "proxysql-ha-g0000000007-20261125T184816123Z-node-a"
+RECONCILE = "proxysql_ha_reconcile"
+
+
+def receive_stream(db, name=BACKUP_NAME):
+    """What the MASTER's ssh transport streams to the receive command: a header line, the bytes."""
+    data = db.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    return json.dumps({"version": 1, "name": name, "size": len(data), "sha256": digest,
+                       "manifest": {"format": 1, "name": name, "sha256": digest}}).encode() \
+        + b"\n" + data
+
+
+def warm_conf(node, tmp_path):
+    """A warm BACKUP's configuration (its real pillar), looks only every 30 s but when woken."""
+    pillar = node.pillar(vip="127.0.0.66", peer_path=tmp_path / "peer", standby="warm")
+    pillar["schedule"] = {"engine_check_interval": 30.0}
+    return proxysql_ha_config.build(pillar, "Debian", "engine-test")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_a_warm_standbys_inbox_wakes_the_wait_when_the_receive_command_completes(nodes, live_db,
+                                                                                 tmp_path):
+    """The real receive command into a watched inbox: its last step (the manifest linked into
+    place) wakes the wait as an arrival; a file of another naming in the inbox does not."""
+    node = nodes[1]
+    conf = warm_conf(node, tmp_path)
+    node.inbox_dir.mkdir(mode=0o700, parents=True)
+    targets = engine._targets({"db": str(node.live_db), "conf": conf})  # pylint: disable=protected-access
+    assert sorted(targets) == ["db", "inbox"] and targets["inbox"][0] == str(node.inbox_dir)
+    wake = engine._watched({"fifo": None}, targets, time.monotonic())  # pylint: disable=protected-access
+    try:
+        assert engine._all_watched(wake)  # pylint: disable=protected-access
+        (node.inbox_dir / "notes.txt").write_text("not a backup\n")
+        assert engine._wait(wake, 0.5) == set()  # pylint: disable=protected-access
+
+        def ship():
+            time.sleep(0.2)
+            received.append(subprocess.run([sys.executable, str(RECEIVER), str(node.inbox_dir)],
+                                           input=receive_stream(live_db), capture_output=True,
+                                           timeout=BOUND, check=False))
+
+        received = []
+        sender = threading.Thread(target=ship)
+        sender.start()
+        woke = engine._wait(wake, BOUND)  # pylint: disable=protected-access
+        sender.join(BOUND)
+    finally:
+        close_watches(wake)
+
+    assert received[0].returncode == 0, received[0].stderr
+    assert woke == {"inbox"}  # the arrival ended the wait, not its interval
+    assert (node.inbox_dir / f"{BACKUP_NAME}.json").is_file()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_a_backup_renamed_into_a_warm_standbys_inbox_asks_for_reconcile_without_waiting_for_a_look(
+        nodes, live_db, tmp_path, monkeypatch):
+    """The engine's own loop, with a look due only in 30 s: a backup published into the inbox
+    as the local transport does (its data, then its manifest, each renamed into place) wakes the
+    look, which asks for reconcile."""
+    node = nodes[1]
+    conf = warm_conf(node, tmp_path)
+    node.inbox_dir.mkdir(mode=0o700, parents=True)
+    asked, woken, watching = [], [], threading.Event()
+    monkeypatch.setattr(engine, "__opts__", OPTS, raising=False)
+    monkeypatch.setattr(engine, "_ask", lambda opts, job: asked.append(job) or True)
+    monkeypatch.setattr(engine, "_node_config", lambda opts, fresh=False: conf)
+    monkeypatch.setattr(engine, "_pillar_refreshed", lambda opts, now: False)
+    real_wait = engine._wait  # pylint: disable=protected-access
+
+    def wait(wake, interval):
+        watching.set()  # the watches are open: the look waits on them now
+        woken.append((interval, real_wait(wake, interval)))
+        return woken[-1][1]
+
+    monkeypatch.setattr(engine, "_wait", wait)
+
+    def ship():
+        watching.wait(BOUND)
+        time.sleep(0.1)
+        store.copy_file(str(live_db), str(node.inbox_dir), f"{BACKUP_NAME}.db")
+        store.write_json(str(node.inbox_dir), f"{BACKUP_NAME}.json", {"name": BACKUP_NAME})
+
+    sender = threading.Thread(target=ship)
+    sender.start()
+    engine.start(max_loops=1)
+    sender.join(BOUND)
+
+    assert woken == [(30.0, {"inbox"})]  # the look was due in 30 s: the arrival woke it
+    assert asked == [RECONCILE]
+
+
+def test_without_inotify_the_looks_poll_the_inbox_at_their_interval(nodes, tmp_path, monkeypatch):
+    """Where no watch can be had (FreeBSD, or no inbox yet) the wait is the poll interval, not
+    the check interval, so the stat() of the inbox is the fallback; tried again after RETRY."""
+    node = nodes[1]
+    conf = warm_conf(node, tmp_path)
+
+    def no_inotify(path):
+        raise OSError("no inotify on this system")
+
+    monkeypatch.setitem(engine._HELPERS, "proxysql_ha_watch.watch_directory", no_inotify)  # pylint: disable=protected-access
+    targets = engine._targets({"db": str(node.live_db), "conf": conf})  # pylint: disable=protected-access
+    wake = engine._watched({"fifo": None}, targets, 100.0)  # pylint: disable=protected-access
+    assert not engine._all_watched(wake)  # pylint: disable=protected-access
+    assert {kind: w["retry_at"] for kind, w in wake["watches"].items()} == \
+        {"db": 100.0 + engine.RETRY, "inbox": 100.0 + engine.RETRY}
+    cold = engine._targets({"db": str(node.live_db), "conf": dict(conf, standby="cold")})  # pylint: disable=protected-access
+    assert sorted(engine._watched(wake, cold, 200.0)["watches"]) == ["db"]  # pylint: disable=protected-access
+
+
+def test_an_arrival_the_watch_saw_is_asked_for_though_the_inbox_looks_unchanged(tmp_path,
+                                                                                monkeypatch):
+    """The file system's clock is coarse: two changes of the inbox in one tick leave its mtime as
+    it was; what the watch saw is asked for all the same, and again when the bus did not take it."""
+    inbox = tmp_path / "incoming"
+    inbox.mkdir()
+    answers, asked = [False, True], []
+    monkeypatch.setattr(engine, "_ask", lambda opts, job: asked.append(job) or answers.pop(0))
+    conf, state = {"standby": "warm", "inbox_dir": str(inbox)}, {}
+    engine._arrivals({}, conf, state, "BACKUP", "reconcile", arrived=True)  # pylint: disable=protected-access
+    engine._arrivals({}, conf, state, "BACKUP", "reconcile")  # pylint: disable=protected-access
+    engine._arrivals({}, conf, state, "BACKUP", "reconcile")  # pylint: disable=protected-access
+    assert asked == ["reconcile", "reconcile"]
+    engine._arrivals({}, conf, state, "MASTER", "reconcile", arrived=True)  # pylint: disable=protected-access
+    assert asked == ["reconcile", "reconcile"]
 
 
 def test_a_wait_with_nothing_to_wake_it_sleeps_its_interval_out():
     """No spool FIFO and no watch (no inotify, e.g. FreeBSD without a spool): a plain sleep."""
-    for wake in (None, {"fifo": None, "db": None, "name": None}):
+    for wake in (None, {"fifo": None, "watches": {}}):
         begin = time.monotonic()
         engine._wait(wake, 0.2)  # pylint: disable=protected-access
         assert 0.2 <= time.monotonic() - begin < BOUND

@@ -211,6 +211,31 @@ def test_restore_not_loaded_names_the_modules_proxysql_does_not_run(warm, tmp_pa
     assert found and "MYSQL USERS" in found[0]["modules"]
 
 
+def test_a_skipped_flush_is_restore_not_loaded_though_the_new_file_holds_as_many_rows(warm,
+                                                                                   tmp_path):
+    a, b = warm.a, warm.b
+    a.save_users(13)
+    a.ha.ship()
+    assert b.ha.apply()["verify"]["problems"] == []
+    b.configure(admin={"host": "127.0.0.1", "port": b.admin, "client": no_flush_client(tmp_path),
+                       **BOUNDS})
+    with contextlib.closing(sqlite3.connect(a.live_db)) as conn:  # a row changed, none added
+        conn.execute("UPDATE mysql_users SET max_connections = max_connections + 1")
+        conn.commit()
+    shipped = a.ha.ship()["name"]
+
+    report = b.ha.apply()
+
+    assert (report["chosen"], report["how"]) == (shipped, "flush")
+    problems = report["verify"]["problems"]
+    assert [(p["problem"], p["modules"]) for p in problems] == [
+        ("restore_not_loaded", sorted(report["loaded"]))]
+    assert all(r == {"missing": 0, "extra": 0} for r in problems[0]["rows"].values())
+    assert "PROXYSQL FLUSH CONFIGDB was not done" in problems[0]["message"]
+    found = [p for p in b.ha.status()["problems"] if p["kind"] == "restore_not_loaded"]
+    assert [p["modules"] for p in found] == [sorted(report["loaded"])]
+
+
 @pytest.mark.parametrize("after_the_loads, rows", [
     ("DELETE FROM runtime_mysql_query_rules WHERE rule_id = "
      "(SELECT MIN(rule_id) FROM runtime_mysql_query_rules)", {"missing": 1, "extra": 0}),

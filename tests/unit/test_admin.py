@@ -423,3 +423,42 @@ def test_a_disk_that_is_not_the_installed_file_is_reported(tmp_path, schema_sql)
     problems = layers.restore_problems(_differences(conn, facts))
     assert problems[0]["modules"] == ["MYSQL SERVERS"]
     assert "(mysql_servers) are not the installed file's" in problems[0]["message"]
+
+
+def _stamped(conn, path, token):
+    """The install token ``token`` written into the file at ``path`` (attached as ``disk``)."""
+    conn.execute("INSERT OR REPLACE INTO disk.global_settings VALUES (?, ?)",
+                 (admin.INSTALL_STAMP, token))
+    return admin.installed_facts(path)
+
+
+def test_the_install_token_is_read_from_the_file_and_matched_on_disk(tmp_path, schema_sql):
+    conn, facts, _ = _agreement_db(tmp_path, schema_sql)
+    assert facts["stamp"] is None  # a file no install wrote: the counts are all there is
+    facts = _stamped(conn, tmp_path / "proxysql.db", "42-9f2c")
+    assert facts["stamp"] == "42-9f2c"
+    sql, _ = admin.runtime_diff_sql(facts)
+    assert "disk.global_settings" in sql
+    assert all(d == {"missing": 0, "extra": 0, "disk_unlike_file": []}
+               for d in _differences(conn, facts).values())
+
+
+@pytest.mark.parametrize("change", [
+    "UPDATE disk.global_settings SET variable_value = '41-0b1e' WHERE variable_name = "
+    "'proxysql_ha_install'",
+    "DELETE FROM disk.global_settings WHERE variable_name = 'proxysql_ha_install'",
+])
+def test_a_disk_with_another_token_or_none_is_not_the_installed_file_in_every_module(
+        tmp_path, schema_sql, change):
+    conn, _, _ = _agreement_db(tmp_path, schema_sql)
+    facts = _stamped(conn, tmp_path / "proxysql.db", "42-9f2c")
+    conn.execute(change)  # same rows, same counts: only the token tells the files apart
+    differences = _differences(conn, facts)
+    assert {m: d["disk_unlike_file"] for m, d in differences.items()} == \
+        {m: list(admin.MODULES[m]["tables"]) for m in facts["modules"]}
+    assert all(d["missing"] == d["extra"] == 0 for d in differences.values())
+    problems = layers.restore_problems(differences)
+    assert problems[0]["modules"] == sorted(facts["modules"])
+    assert "the disk ProxySQL has open is not the file installed: PROXYSQL FLUSH CONFIGDB was " \
+           "not done, or ProxySQL uses another datadir than proxysql_ha:datadir" \
+           in problems[0]["message"]

@@ -64,6 +64,17 @@ def test_uuid_that_proxysql_writes_at_start_is_left_out():
     assert d.diff(old, new)["identical"]
 
 
+def test_the_token_each_install_writes_is_left_out_as_the_uuid_is():
+    spec = {"columns": ["variable_name", "variable_value"], "key": ["variable_name"]}
+    never = {"global_settings": dict(spec, rows=[("uuid", "a")])}
+    installed = {"global_settings": dict(spec, rows=[("proxysql_ha_install", "7-1f"), ("uuid", "a")])}
+    again = {"global_settings": dict(spec, rows=[("proxysql_ha_install", "8-2e"), ("uuid", "b")])}
+    assert d.diff(never, installed)["identical"] and d.diff(installed, again)["identical"]
+    assert d.own_changes(never, again, installed)["identical"]
+    other = {"global_settings": dict(spec, rows=[("proxysql_ha_install", "8-2e"), ("other", "x")])}
+    assert d.diff(again, other)["tables"]["global_settings"]["counts"]["added"] == 1
+
+
 def test_tables_on_one_side_or_reshaped_are_named():
     spec = {"columns": ["a"], "key": ["a"], "rows": [(1,)]}
     found = d.diff({"t": spec}, {"u": spec, "t": dict(spec, columns=["a", "b"])})["tables"]

@@ -274,11 +274,30 @@ def test_write_for_restore_puts_this_nodes_uuid_in_place_of_the_peers(tmp_path, 
     target = empty_file(tmp_path / "restore.db")
     facts = psql.write_for_restore(str(backup), sha256_of(backup), target, node_uuid)
     restored, original = proxysql_db.dump_config(target), proxysql_db.dump_config(backup)
-    assert restored.pop("global_settings") == ([("uuid", node_uuid)] if node_uuid else [])
+    settings = dict(restored.pop("global_settings"))
+    assert settings.pop(psql.INSTALL_STAMP)  # this install's token, beside the uuid
+    assert settings == ({"uuid": node_uuid} if node_uuid else {})
     original.pop("global_settings")
     assert restored == original
     assert backup.read_bytes() == backup_bytes
     assert facts["integrity"] == "ok" and facts["global_settings"].get("uuid") == node_uuid
+
+
+def test_each_install_writes_its_own_token_in_place_of_the_one_it_came_with(tmp_path, make_db):
+    backup = make_db("backup.db", uuid=UUID_A)
+    one = empty_file(tmp_path / "one.db")
+    psql.write_for_restore(str(backup), sha256_of(backup), one, UUID_B, stamp="7-first")
+    assert dict(proxysql_db.dump_config(one)["global_settings"]) == \
+        {"uuid": UUID_B, psql.INSTALL_STAMP: "7-first"}
+    # A copy of an installed file (the next backup) installed again: the token is replaced.
+    shutil.copyfile(one, tmp_path / "shipped.db")
+    shipped = tmp_path / "shipped.db"
+    tokens = set()
+    for name in ("two.db", "three.db"):
+        facts = psql.write_for_restore(str(shipped), sha256_of(shipped),
+                                       empty_file(tmp_path / name), UUID_A)
+        tokens.add(facts["global_settings"][psql.INSTALL_STAMP])
+    assert len(tokens) == 2 and "7-first" not in tokens
 
 
 def test_write_for_restore_keeps_the_ddl_byte_identical(tmp_path, make_db):

@@ -155,6 +155,24 @@ def test_only_the_db_and_its_companions_wake_the_engine(events, wakes):
     assert w.touches(events, "proxysql.db") is wakes
 
 
+MANIFEST = "proxysql-ha-g0000000042-20261125T184816123Z-node-a.json"
+
+
+@pytest.mark.parametrize(("events", "wakes"), [
+    ([(0x100, MANIFEST)], True),  # linked into place by the receive command (IN_CREATE)
+    ([(0x80, MANIFEST)], True),  # renamed into place by the local transport (IN_MOVED_TO)
+    ([(0x100, MANIFEST[:-5] + ".db")], False),  # the data file: its manifest comes after it
+    ([(0x100, ".proxysql-ha-tmp-x1y2.json"), (0x2, ".proxysql-ha-tmp-x1y2.json")], False),
+    ([(0x200, MANIFEST), (0x40, MANIFEST)], False),  # purged or moved away: nothing arrived
+    ([(0x100, "notes.json")], False),  # not of the backups' naming
+    ([(0x4000, "")], True),  # the queue overflowed: an arrival may be among the lost events
+    ([(0x400, "")], True),  # the inbox itself went away
+    ([], False),
+])
+def test_only_a_manifest_put_in_place_is_an_arrival(events, wakes):
+    assert w.arrived(events) is wakes
+
+
 def test_a_watch_ends_with_its_directory():
     assert w.watch_ended([(0x400, "")]) and w.watch_ended([(0x8000, "")])
     assert not w.watch_ended([(0x2, "proxysql.db"), (0x4000, "")])
