@@ -124,6 +124,20 @@ def run(quick, schema):
     return results
 
 
+def run_idle(quick, schema):
+    """``--parts lab_idle``: the idle cost alone, in a lab of its own (no failover, no RPO rows):
+    ``{"idle", "settings"}``, or ``{"skipped": why}``."""
+    try:
+        netns.require()
+        with Lab(schema, narrate=False, keep_dir=keep(), pillar=ADMIN_PILLAR) as lab:
+            return {"idle": idle_cost(lab, IDLE_SECONDS[bool(quick)]), "settings": lab_settings(lab)}
+    except LabUnavailable as exc:
+        return {"skipped": str(exc)}
+    except (LabTimeout, RuntimeError, OSError) as exc:
+        traceback.print_exc()
+        return {"skipped": f"the idle lab run failed: {exc} (the lab's logs were kept: see stderr)"}
+
+
 def keep():
     return bool(os.environ.get("PROXYSQL_HA_LAB_KEEP"))
 
@@ -977,14 +991,17 @@ def idle_cost(lab, seconds):
         for name, pid in minions.items():
             families[name] = _family(pid)
             groups[name] = _cgroup(root, f"proxysql-ha-bench-{os.getpid()}-{name}", families[name])
+        # Salt titles its processes (setproctitle): /proc/<pid>/cmdline names each
+        titles = {name: [netns.cmdline(pid) for pid in pids] for name, pids in families.items()}
         before = {name: _usage_s(group) for name, group in groups.items()}
         lived = {name: [cpu.proc_cpu_seconds(pid) for pid in pids] for name, pids in families.items()}
         begin = time.monotonic()
         time.sleep(seconds)
         took = time.monotonic() - begin
         used = {name: _usage_s(group) - before[name] for name, group in groups.items()}
-        # what the processes there at the start used: the rest is the jobs forked meanwhile
-        lived = {name: sum(cpu.proc_cpu_seconds(pid) - was for pid, was in zip(families[name], cpus))
+        # each process there at the start, by its title: the rest is the jobs forked meanwhile
+        lived = {name: [(title, cpu.proc_cpu_seconds(pid) - was)
+                        for pid, title, was in zip(families[name], titles[name], cpus)]
                  for name, cpus in lived.items()}
     finally:
         for group in groups.values():
@@ -993,9 +1010,29 @@ def idle_cost(lab, seconds):
     pct = {name: value / took * 100 for name, value in used.items()}
     return {"seconds": round(took, 1), "bare_pct": round(pct["bare"], 3),
             "nodes": {name: round(pct[name], 3) for name in ("a", "b")},
-            "forked_pct": {name: round(max(0.0, used[name] - lived[name]) / took * 100, 3)
-                           for name in ("a", "b")},
+            "forked_pct": {name: round(max(0.0, used[name] - sum(s for _, s in lived[name])) / took
+                                       * 100, 3) for name in minions},
+            "processes": {name: [[process_label(title), round(max(0.0, s) / took * 100, 3)]
+                                 for title, s in rows] for name, rows in lived.items()},
             "target_pct": IDLE_TARGET_PCT}
+
+
+def process_label(cmdline):
+    """
+    A process of a salt-minion's family named by its title (``/proc/<pid>/cmdline``):
+    Salt appends each process's name to the title it inherits (``salt.utils.process.
+    appendproctitle``), so the last word names it (``MinionProcessManager``,
+    ``Engine(salt.loaded.ext.engines.proxysql_ha)``); a process never retitled
+    (its arguments still NUL-separated) is the command it runs (``salt-minion``).
+    """
+    args = [arg for arg in cmdline.decode("utf-8", "replace").split("\0") if arg]
+    if not args:
+        return "(gone)"
+    if len(args) > 1:  # never retitled: its program, or the script an interpreter runs
+        program = [os.path.basename(arg) for arg in args if not arg.startswith("-")]
+        named = program[1:] if program[0].startswith("python") and len(program) > 1 else program
+        return named[0]
+    return args[0].split()[-1]
 
 
 def _cgroup_root():

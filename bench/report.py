@@ -210,6 +210,9 @@ LOCAL_RENDERERS = {
 def _lab(lab):
     if "skipped" in lab:
         return _skipped("In the two-host lab (5-6)", lab)
+    if "failover" not in lab:  # --parts lab_idle
+        return (_skipped("In the two-host lab (5-6)", {"skipped": "only its idle cost was run"})
+                + _idle_cost(lab["idle"], lab.get("settings")))
     out = ["## 5. Failover time in the two-host lab", "",
            "From ucarp running the up-script on the new MASTER to ProxySQL started with the "
            "restored configuration (a warm standby restores nothing: –), and to the new MASTER "
@@ -252,7 +255,30 @@ def _idle_cost(idle, settings=None):
             f"{target:g} % above a bare minion. The forked jobs: the cgroup's total less what "
             "the minion's long-lived processes (the minion, its engine) used.", "",
             table(["", "CPU", "above the bare minion", "of it, forked schedule jobs",
-                   "within target"], rows), ""] + _idle_settings(settings)
+                   "within target"], rows), ""] + _idle_processes(idle) + _idle_settings(settings)
+
+
+def _idle_processes(idle):
+    """The profile: each long-lived process of each minion (by its Salt title), beside the bare one."""
+    processes = idle.get("processes")
+    if not processes:
+        return []
+    names = [name for name in ("a", "b", "bare") if name in processes]
+    summed = {name: {} for name in names}
+    for name in names:
+        for label, pct in processes[name]:
+            summed[name][label] = summed[name].get(label, 0.0) + pct
+    labels = list(dict.fromkeys(label for name in names for label, _ in processes[name]))
+    rows = [[f"`{label}`"] + [fmt(summed[name][label], "%") if label in summed[name] else "–"
+                              for name in names] for label in labels]
+    forked = idle.get("forked_pct", {})
+    rows.append(["forked jobs (the rest of the cgroup)"]
+                + [fmt(forked[name], "%") if name in forked else "–" for name in names])
+    heads = {"a": "host A", "b": "host B", "bare": "bare salt-minion"}
+    return ["Where it goes: the CPU of each process alive at the start of the window, named by "
+            "the title Salt gives it (`/proc/<pid>/cmdline`; the process never retitled is "
+            "`salt-minion`'s keep-alive parent), in % of one core.", "",
+            table([""] + [heads[name] for name in names], rows), ""]
 
 
 def _idle_settings(settings):

@@ -8,7 +8,8 @@ write ``docs/BENCHMARKS.md``.
 ``--quick`` (used by the test suite so the bench cannot rot) runs every part
 once on small data. The two-host lab parts need root and network namespaces;
 without them their rows say why they were skipped. ``--parts`` runs only some
-parts (``make bench PARTS=changed,lab``); the others' sections say they were
+parts (``make bench PARTS=changed,lab``; ``PARTS=lab_idle``: the lab's idle
+cost alone, which ``lab`` measures too); the others' sections say they were
 not run. ``--readme`` rewrites the README's table between its marker comments
 with this run's numbers (``make bench`` does, except with QUICK or PARTS).
 
@@ -50,7 +51,7 @@ LOCAL_PARTS = {  # name: (bench, quick) -> result
     "growth": lambda bench, quick: local.growth(bench, (1000,) if quick else (1000, 10_000, 100_000)),
     "inspection": lambda bench, quick: local.inspection(bench, 1000 if quick else 100_000),
 }
-PARTS = (*LOCAL_PARTS, "lab")
+PARTS = (*LOCAL_PARTS, "lab", "lab_idle")  # lab_idle: the lab's idle cost alone (in "lab" too)
 
 
 def _runs(quick):
@@ -87,13 +88,17 @@ def parts_list(text):
     return parts
 
 
-def run_lab(quick, enabled):
+def run_lab(quick, enabled, parts=PARTS):
+    if "lab" not in parts and "lab_idle" not in parts:
+        return {"skipped": "not in --parts"}
     if not enabled:
         return {"skipped": "--no-lab given"}
     try:
         from bench import lab_bench  # pylint: disable=import-outside-toplevel
     except ImportError as exc:
         return {"skipped": f"the lab is not available: {exc}"}
+    if "lab" not in parts:
+        return lab_bench.run_idle(quick, schema_file())
     return lab_bench.run(quick, schema_file())
 
 
@@ -108,8 +113,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     began = time.monotonic()
     results = {  # the lab first: a lab that fails, fails early
-        "lab": run_lab(args.quick, not args.no_lab) if "lab" in args.parts
-        else {"skipped": "not in --parts"},
+        "lab": run_lab(args.quick, not args.no_lab, args.parts),
     }
     results["local"] = run_local(args.quick, args.parts)
     results["seconds"] = time.monotonic() - began
