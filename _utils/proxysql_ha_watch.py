@@ -153,7 +153,7 @@ def _attributes(data, start, end, family):
     raw = values.get(_IFA_LOCAL, values.get(_IFA_ADDRESS))  # IFA_LOCAL: the own end of a p2p link
     if raw is None or family not in (socket.AF_INET, socket.AF_INET6):
         return set()
-    return {str(ipaddress.ip_address(raw))}
+    return {socket.inet_ntop(family, raw)}  # not ipaddress's str(): it cost more than the dump
 
 
 def interface_addresses(iface, timeout=1.0):
@@ -175,7 +175,16 @@ def interface_addresses(iface, timeout=1.0):
 def vip_role(addresses, vip):
     """MASTER when ``vip`` is among ``addresses``, else BACKUP."""
     want = ipaddress.ip_address(vip)
-    return "MASTER" if any(ipaddress.ip_address(a) == want for a in addresses) else "BACKUP"
+    family = socket.AF_INET if want.version == 4 else socket.AF_INET6
+    return "MASTER" if any(_packed(family, a) == want.packed for a in addresses) else "BACKUP"
+
+
+def _packed(family, address):
+    """``address`` as ``family``'s bytes (None when it is not one): the C parser, not ipaddress's."""
+    try:
+        return socket.inet_pton(family, address)
+    except OSError:
+        return None
 
 
 def pid_running(pidfile):

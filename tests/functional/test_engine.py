@@ -419,3 +419,24 @@ def test_a_wait_with_nothing_to_wake_it_sleeps_its_interval_out():
         begin = time.monotonic()
         engine._wait(wake, 0.2)  # pylint: disable=protected-access
         assert 0.2 <= time.monotonic() - begin < BOUND
+
+
+def test_the_watch_helpers_are_plain_functions_and_the_others_stay_the_loaders(monkeypatch, tmp_path):
+    """Through Salt's real loader: the watch's helpers (no loader dunder) skip its per-call context
+    switch; a helper that may use the dunders is still called through the loader."""
+    import salt.config  # pylint: disable=import-outside-toplevel
+    import salt.loader  # pylint: disable=import-outside-toplevel
+    import salt.loader.lazy  # pylint: disable=import-outside-toplevel
+
+    opts = salt.config.minion_config(None)
+    opts.update(id="engine-test", cachedir=str(tmp_path), utils_dirs=[str(REPO / "_utils")],
+                file_client="local")
+    monkeypatch.setattr(engine, "__utils__", salt.loader.utils(opts), raising=False)
+    monkeypatch.setattr(engine, "_HELPERS", {})
+
+    vip_role = engine._util("proxysql_ha_watch.vip_role")  # pylint: disable=protected-access
+    build = engine._util("proxysql_ha_config.build")  # pylint: disable=protected-access
+
+    assert not isinstance(vip_role, salt.loader.lazy.LoadedFunc)
+    assert vip_role({"127.0.0.1"}, "127.0.0.1") == "MASTER"
+    assert isinstance(build, salt.loader.lazy.LoadedFunc)

@@ -59,6 +59,13 @@ def test_netlink_reads_the_addresses_ip_shows():
     assert w.vip_role(expected, "127.0.0.66") == "BACKUP"
 
 
+def test_the_vip_is_matched_as_an_address_not_as_text():
+    assert w.vip_role({"fe80::1", "192.0.2.7"}, "FE80:0:0::1") == "MASTER"  # another spelling
+    assert w.vip_role({"::ffff:192.0.2.50"}, "192.0.2.50") == "BACKUP"  # another family
+    assert w.vip_role({"192.0.2.5"}, "192.0.2.50") == "BACKUP"
+    assert w.vip_role(set(), "2001:db8::50") == "BACKUP"
+
+
 def test_netlink_parser_on_data_ignores_other_interfaces_and_truncated_messages():
     def message(index, raw):
         attr = struct.pack("=HH", 4 + len(raw), 2) + raw
