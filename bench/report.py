@@ -277,7 +277,11 @@ def _idle_processes(idle):
     heads = {"a": "host A", "b": "host B", "bare": "bare salt-minion"}
     return ["Where it goes: the CPU of each process alive at the start of the window, named by "
             "the title Salt gives it (`/proc/<pid>/cmdline`; the process never retitled is "
-            "`salt-minion`'s keep-alive parent), in % of one core.", "",
+            "`salt-minion`'s keep-alive parent), in % of one core. The bare minion has no "
+            "engine and no schedule entries; the extension's `MinionProcessManager` also "
+            "evaluates its four schedule entries every `loop_interval` (1 s, Salt's "
+            "`Schedule.eval`), the engine process does the looks, and the layer check's "
+            "mariadb client is among the forked jobs.", "",
             table([""] + [heads[name] for name in names], rows), ""]
 
 
