@@ -553,7 +553,7 @@ def _layer_check(conf, state, now):
         params = _util("proxysql_ha_admin.resolve")(admin, live)
         params["query_timeout"] = min(params["query_timeout"], params["connect_timeout"] + 2)
         problems = _util("proxysql_ha_layers.difference_problems")(
-            _util("proxysql_ha_admin.check_layers")(params, live))
+            _util("proxysql_ha_admin.check_layers")(params, live, _layer_statement(state, live, disk)))
     except Exception as exc:  # pylint: disable=broad-except  # the check job reports it
         reason = str(exc)
         (log.debug if state.get("layers_failed") == reason else log.warning)(
@@ -572,6 +572,17 @@ def _layer_check(conf, state, now):
               f"proxysql_ha/alert/{problem['problem']}", master=True)
     if fresh:
         _ask(__opts__, conf["schedule"]["check_job"])
+
+
+def _layer_statement(state, live, disk):
+    """The layer check's statement for the live db, built again only when the file changed
+    (``disk``: its :func:`_signature`; building it reads the db's whole schema and row counts)."""
+    kept = state.get("layers_statement")
+    if disk is not None and kept and kept[0] == disk:
+        return kept[1]
+    statement = _util("proxysql_ha_admin.layer_statement_of")(live)
+    state["layers_statement"] = (disk, statement) if disk is not None else None
+    return statement
 
 
 def _compile(state):

@@ -804,14 +804,23 @@ def runtime_differences(row, plan, facts, source="disk"):
     return out
 
 
-def check_layers(params, db_path):
+def check_layers(params, db_path, statement=None):
     """:func:`layer_differences` for the live db at ``db_path`` (its tables read once,
-    read-only); a db that cannot be read is a CommandExecutionError naming it."""
+    read-only); a db that cannot be read is a CommandExecutionError naming it.
+    ``statement``: the :func:`layer_statement` of that db made earlier (a caller that
+    knows the file has not changed since keeps it: building it reads the whole schema)."""
+    statement = statement or layer_statement_of(db_path)
+    return _counted(params, statement[0], statement[1], "the layer check")
+
+
+def layer_statement_of(db_path):
+    """:func:`layer_statement` of the live db at ``db_path``; CommandExecutionError when it
+    cannot be read."""
     try:
         facts = installed_facts(db_path)
     except (OSError, sqlite3.Error) as exc:
         raise CommandExecutionError(f"cannot read the tables of {db_path}: {exc}") from exc
-    return layer_differences(params, facts)
+    return layer_statement(facts)
 
 
 def layer_differences(params, facts):
@@ -826,6 +835,13 @@ def layer_differences(params, facts):
     Memory and disk are compared as they are (same DDL, ``EXCEPT`` both ways),
     either with runtime in runtime's shape (:func:`runtime_diff_sql`).
     """
+    sql, read = layer_statement(facts)
+    return _counted(params, sql, read, "the layer check")
+
+
+def layer_statement(facts):
+    """The one SELECT of :func:`layer_differences` and the reader of its row: ``(sql, read)``.
+    Pure: the same ``facts`` give the same statement."""
     disk_parts, plan = _runtime_diff_parts(facts, "disk")
     main_parts, _ = _runtime_diff_parts(facts, "main")
     pairs = []
@@ -848,8 +864,7 @@ def layer_differences(params, facts):
             out[module]["memory_unlike_disk"] |= int(row[f"md_{n}"]) + int(row[f"dm_{n}"]) > 0
         return out
 
-    return _counted(params, "SELECT " + ", ".join(disk_parts + main_parts + pairs), read,
-                    "the layer check")
+    return "SELECT " + ", ".join(disk_parts + main_parts + pairs), read
 
 
 def _counted(params, sql, read, what):

@@ -112,3 +112,24 @@ def test_a_check_that_cannot_be_made_is_logged_once_per_reason(node, bus, caplog
     warned = [r for r in caplog.records if "layer check not made" in r.getMessage()]
     assert [r.levelname for r in warned] == ["WARNING", "DEBUG", "DEBUG"]
     assert "127.0.0.1" in warned[0].getMessage() and bus == {"events": [], "asked": []}
+
+
+def test_the_statement_is_built_once_per_version_of_the_file(node, bus, monkeypatch):
+    """Building the layer check's statement reads the db's whole schema and row counts: kept
+    while the file is as it was, built again after a save (which changes what it must hold)."""
+    built = []
+    real = admin.layer_statement_of
+    monkeypatch.setitem(engine._HELPERS, "proxysql_ha_admin.layer_statement_of",
+                        lambda path: built.append(path) or real(path))
+    conf, state = conf_for(node, layer_check_interval=2), {"role": "MASTER"}
+    for now in (0.0, 2.0, 4.0):
+        engine._layer_check(conf, state, now=now)
+    assert len(built) == 1 and bus["events"] == []
+
+    admin.execute(params_of(node), "INSERT INTO mysql_servers (hostgroup_id, hostname) "
+                                   "VALUES (9, 'new.example'); SAVE MYSQL SERVERS TO DISK")
+    engine._layer_check(conf, state, now=6.0)  # saved, not loaded: runtime lacks the new row
+    assert len(built) == 2
+    assert {t for t, _ in bus["events"]} == {"proxysql_ha/alert/config_not_loaded",
+                                              "proxysql_ha/alert/config_not_saved"}
+    assert all(d["modules"] == ["MYSQL SERVERS"] for _, d in bus["events"])
