@@ -359,6 +359,15 @@ def readme_table(results):
         rows.append([f"a warm standby applies a received backup, {warm_apply['size_mb']:.1f} MB db, "
                      "p95 (install, flush, loads, verification)", _ms(warm_apply["p95_ms"]), "–",
                      TARGETS["warm_apply"] + (": met" if warm_apply["p95_ms"] <= 500 else ": MISSED")])
+    idle_cost = lab.get("idle") or {}
+    if "nodes" in idle_cost:
+        above = {name: pct - idle_cost["bare_pct"] for name, pct in sorted(idle_cost["nodes"].items())}
+        rows.append([f"idle cost above a bare salt-minion, {idle_cost['seconds']:g} s in the lab "
+                     "(cgroup per minion, forked jobs included), MASTER A / BACKUP B",
+                     " / ".join(fmt(value, "%") for value in above.values()) + " of a core", "–",
+                     f"≤ {idle_cost['target_pct']:g} % on each node: "
+                     + ("met" if all(value <= idle_cost["target_pct"] for value in above.values())
+                        else "MISSED")])
     if "health" in failover:
         rows.append(["health failover p95: ProxySQL dead on the MASTER (its start broken) → the "
                      "peer serving on the VIP (grace, release, CARP, restore, start)",

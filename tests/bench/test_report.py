@@ -141,3 +141,13 @@ def test_the_warm_apply_shows_its_steps_and_its_verdict_reaches_the_readme_table
     assert "| large | 13.5 MB | 900.0 ms | 950.0 ms | 150.0 ms | 300.0 ms | 400.0 ms | 10 | flush |" in text
     assert "13.5 MB db, p95 (install, flush, loads, verification) | 950 ms | – | " \
            "≤ 0.5 s on the large (14 MB) database: MISSED |" in report.readme_table(results)
+
+
+def test_the_idle_cost_per_node_and_its_verdict_reach_the_readme_table():
+    lab = {"keyed": {}, "idle": {"seconds": 120.0, "bare_pct": 0.6, "target_pct": 0.2,
+                                 "nodes": {"a": 0.75, "b": 0.9}}}
+    table = report.readme_table({**RESULTS, "lab": lab})
+    assert "MASTER A / BACKUP B | 0.15 % / 0.30 % of a core | – | ≤ 0.2 % on each node: MISSED |" in table
+    lab["idle"]["nodes"]["b"] = 0.7
+    assert "0.15 % / 0.10 % of a core | – | ≤ 0.2 % on each node: met |" in report.readme_table(
+        {**RESULTS, "lab": lab})
