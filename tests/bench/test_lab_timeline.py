@@ -112,7 +112,7 @@ def test_the_health_note_gives_each_step_from_the_death_and_the_grace_it_ran_wit
     failover = {lab_bench.ROWS["health"]: lab_bench.failover_summary(rows)}
     profile = {"timelines": {"health": rows}, "settings": {"health_grace": (2, 5.0)}}
     note = lab_bench.health_note(failover, profile)
-    assert "2 times ProxySQL was stopped" in note and "`health:grace` 2 s in the lab, the default 5 s" in note
+    assert "2 times ProxySQL was stopped" in note and "`health:grace`, 2 s in the lab, the default 5 s, and one that fails ends it at once" in note
     assert "gave up the VIP 3000.0 ms after the death" in note and "up-script 4000.0 ms later" in note
     assert "p95 9500.0 ms from the death" in note
     assert lab_bench.health_note({}, profile) == "Health row: not measured in this run."
