@@ -535,9 +535,11 @@ def _layer_check(conf, state, now):
     short (the connect timeout bounds it: this loop also relays CARP
     transitions). A new finding fires its alert and asks for the check job, so
     that metrics and the beacon follow; the same finding is not fired again
-    while the file stays as it was (after a save, a finding is a new one: the
-    change it was about was saved, this one is another that is not). A check
-    that cannot be made is logged once per reason (the check job reports it).
+    while the file and runtime stay as they were: after a save, or a load to
+    runtime (a module's version in ``runtime_checksums_values`` moved), a
+    finding is a new one, about another change, even when no check saw the
+    layers agree in between. A check that cannot be made is logged once per
+    reason (the check job reports it).
     """
     admin = conf.get("admin") or {}
     interval = admin.get("layer_check_interval") or 0
@@ -552,8 +554,9 @@ def _layer_check(conf, state, now):
     try:
         params = _util("proxysql_ha_admin.resolve")(admin, live)
         params["query_timeout"] = min(params["query_timeout"], params["connect_timeout"] + 2)
-        problems = _util("proxysql_ha_layers.difference_problems")(
-            _util("proxysql_ha_admin.check_layers")(params, live, _layer_statement(state, live, disk)))
+        flags, loads = _util("proxysql_ha_admin.check_layers_loaded")(
+            params, live, _layer_statement(state, live, disk))
+        problems = _util("proxysql_ha_layers.difference_problems")(flags)
     except Exception as exc:  # pylint: disable=broad-except  # the check job reports it
         reason = str(exc)
         (log.debug if state.get("layers_failed") == reason else log.warning)(
@@ -561,9 +564,10 @@ def _layer_check(conf, state, now):
         state["layers_failed"] = reason
         return
     state["layers_failed"] = None
-    previous = state.get("layers_seen") if state.get("layers_disk") == disk else {}
+    previous = state.get("layers_seen") if state.get("layers_version") == (disk, loads) else {}
     fresh = _util("proxysql_ha_layers.new_alerts")(previous, problems)
-    state["layers_seen"], state["layers_disk"] = _util("proxysql_ha_layers.seen")(problems), disk
+    state["layers_seen"] = _util("proxysql_ha_layers.seen")(problems)
+    state["layers_version"] = (disk, loads)
     for problem in fresh:
         log.warning("proxysql_ha engine: %s: %s", problem["problem"], problem["message"])
         _fire(__opts__, {"kind": problem["problem"], "modules": problem["modules"],

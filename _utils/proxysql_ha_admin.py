@@ -809,8 +809,17 @@ def check_layers(params, db_path, statement=None):
     read-only); a db that cannot be read is a CommandExecutionError naming it.
     ``statement``: the :func:`layer_statement` of that db made earlier (a caller that
     knows the file has not changed since keeps it: building it reads the whole schema)."""
-    statement = statement or layer_statement_of(db_path)
-    return _counted(params, statement[0], statement[1], "the layer check")
+    return check_layers_loaded(params, db_path, statement)[0]
+
+
+def check_layers_loaded(params, db_path, statement=None):
+    """:func:`check_layers` and, from the same statement, which loads runtime has had:
+    ``(flags, loads)``, ``loads`` the ``name=version`` list of ``runtime_checksums_values``
+    (ProxySQL adds one to a module's version at every ``LOAD ... TO RUNTIME``:
+    lib/ProxySQL_Admin.cpp, the load_*_to_runtime functions), None where it is empty."""
+    sql, read = statement or layer_statement_of(db_path)
+    return _counted(params, sql, lambda row: (read(row), row.get(RUNTIME_LOADS)),
+                    "the layer check")
 
 
 def layer_statement_of(db_path):
@@ -839,6 +848,9 @@ def layer_differences(params, facts):
     return _counted(params, sql, read, "the layer check")
 
 
+RUNTIME_LOADS = "runtime_loads"  # the layer statement's column of runtime_checksums_values versions
+
+
 def layer_statement(facts):
     """The one SELECT of :func:`layer_differences` and the reader of its row: ``(sql, read)``.
     Pure: the same ``facts`` give the same statement."""
@@ -864,7 +876,9 @@ def layer_statement(facts):
             out[module]["memory_unlike_disk"] |= int(row[f"md_{n}"]) + int(row[f"dm_{n}"]) > 0
         return out
 
-    return "SELECT " + ", ".join(disk_parts + main_parts + pairs), read
+    loads = (f"(SELECT group_concat(name || '=' || version, ',') FROM (SELECT name, version "
+             f"FROM runtime_checksums_values ORDER BY name)) AS {_ident(RUNTIME_LOADS)}")
+    return "SELECT " + ", ".join(disk_parts + main_parts + pairs + [loads]), read
 
 
 def _counted(params, sql, read, what):

@@ -133,3 +133,25 @@ def test_the_statement_is_built_once_per_version_of_the_file(node, bus, monkeypa
     assert {t for t, _ in bus["events"]} == {"proxysql_ha/alert/config_not_loaded",
                                               "proxysql_ha/alert/config_not_saved"}
     assert all(d["modules"] == ["MYSQL SERVERS"] for _, d in bus["events"])
+
+
+def test_a_new_change_loaded_after_the_layers_agreed_unseen_is_alerted_with_no_file_change(node, bus):
+    """CI's race: a check sees a finding (here a change saved to the file, not yet loaded), the
+    layers then agree (loaded) and a new change is loaded but not saved, all between two checks
+    and with the file as it was: the load to runtime (its version in runtime_checksums_values)
+    makes the finding a new one."""
+    conf, state = conf_for(node, layer_check_interval=2), {"role": "MASTER"}
+    params = params_of(node)
+    admin.execute(params, "UPDATE mysql_users SET max_connections = 7; SAVE MYSQL USERS TO DISK")
+    def not_saved():
+        return [d["modules"] for t, d in bus["events"] if t == "proxysql_ha/alert/config_not_saved"]
+
+    engine._layer_check(conf, state, now=0.0)  # the file holds what runtime does not yet
+    assert not_saved() == [["MYSQL USERS"]]
+
+    admin.execute(params, "LOAD MYSQL USERS TO RUNTIME; "  # the layers agree: no check sees it
+                          "UPDATE mysql_users SET max_connections = 8; LOAD MYSQL USERS TO RUNTIME")
+    engine._layer_check(conf, state, now=2.0)
+    assert not_saved() == [["MYSQL USERS"]] * 2
+    engine._layer_check(conf, state, now=4.0)  # nothing loaded or saved since: the same finding
+    assert not_saved() == [["MYSQL USERS"]] * 2
