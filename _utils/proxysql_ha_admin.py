@@ -805,8 +805,8 @@ def runtime_differences(row, plan, facts, source="disk"):
 
 
 def check_layers(params, db_path, statement=None):
-    """:func:`layer_differences` for the live db at ``db_path`` (its tables read once,
-    read-only); a db that cannot be read is a CommandExecutionError naming it.
+    """The layer check (:func:`layer_statement`) of the live db at ``db_path`` (its tables
+    read once, read-only); a db that cannot be read is a CommandExecutionError naming it.
     ``statement``: the :func:`layer_statement` of that db made earlier (a caller that
     knows the file has not changed since keeps it: building it reads the whole schema)."""
     return check_layers_loaded(params, db_path, statement)[0]
@@ -832,28 +832,23 @@ def layer_statement_of(db_path):
     return layer_statement(facts)
 
 
-def layer_differences(params, facts):
+RUNTIME_LOADS = "runtime_loads"  # the layer statement's column of runtime_checksums_values versions
+
+
+def layer_statement(facts):
     """
-    What differs between ProxySQL's three layers, per module of ``facts``
-    (:func:`installed_facts` of the live db: its tables' columns and keys):
-    ``{module: {"runtime_unlike_disk", "memory_unlike_disk",
+    The layer check's one SELECT and the reader of its row, ``(sql, read)``: what
+    differs between ProxySQL's three layers, per module of ``facts``
+    (:func:`installed_facts` of the live db: its tables' columns and keys),
+    ``read(row)`` giving ``{module: {"runtime_unlike_disk", "memory_unlike_disk",
     "memory_unlike_runtime"}}``, each True or False. Computed as SQL on the
     admin interface, where ``main``, ``disk`` and the runtime tables sit side
     by side; only counts come back (one statement, one client run: the runtime
     tables are rebuilt once), so its cost does not grow with what it sends.
     Memory and disk are compared as they are (same DDL, ``EXCEPT`` both ways),
-    either with runtime in runtime's shape (:func:`runtime_diff_sql`).
+    either with runtime in runtime's shape (:func:`runtime_diff_sql`). Pure:
+    the same ``facts`` give the same statement.
     """
-    sql, read = layer_statement(facts)
-    return _counted(params, sql, read, "the layer check")
-
-
-RUNTIME_LOADS = "runtime_loads"  # the layer statement's column of runtime_checksums_values versions
-
-
-def layer_statement(facts):
-    """The one SELECT of :func:`layer_differences` and the reader of its row: ``(sql, read)``.
-    Pure: the same ``facts`` give the same statement."""
     disk_parts, plan = _runtime_diff_parts(facts, "disk")
     main_parts, _ = _runtime_diff_parts(facts, "main")
     pairs = []

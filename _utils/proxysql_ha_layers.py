@@ -49,7 +49,7 @@ def difference_problems(found):
     ProxySQL does not run what the admin edited), each naming its modules and,
     per module, which layer differs and the command that settles it, from
     ``found``: ``{module: {"runtime_unlike_disk", "memory_unlike_disk",
-    "memory_unlike_runtime"}}`` (e.g. ``proxysql_ha_admin.layer_differences``).
+    "memory_unlike_runtime"}}`` (e.g. ``proxysql_ha_admin.check_layers``).
     Never suggests saving for the operator: the message says what to run.
     """
     not_saved, not_loaded = {}, {}
