@@ -45,6 +45,7 @@ import time
 import traceback
 from pathlib import Path
 
+from _engines.proxysql_ha import RETRY  # how often the engine asks again for a lasting condition
 from bench import cpu, stats
 import yaml
 from saltext.proxysql_ha.utils import proxysql_ha_config
@@ -67,7 +68,6 @@ HEALTH_ROUNDS = {True: 1, False: 5}  # health failovers: each waits out the hold
 WAIT = 30  # seconds one step may take before the lab run is called failed
 STEP_DOWN_PAUSE = 3.5  # ucarp listens again 3 s after SIGUSR2: wait that long between step-downs
 CRON_PERIOD = 60  # seconds: the classic recipe's cron job runs every minute
-RETRY_S = 10  # the engine's RETRY: how often it asks again for a lasting condition's job
 TARGETS_MS = {"up": 1000, "down": 3000, "rpo": 3000, "warm": 100}
 RECONCILE_JOB, SHIP_JOB = "proxysql_ha_reconcile", "proxysql_ha_ship"
 PROMOTE = "proxysql_ha.promote"
@@ -409,7 +409,7 @@ class Pair:
                 return event and loaded and loaded["started"] > died and (event, loaded)
 
             with self.client(old) as served:
-                _, loaded = self.lab.wait_until(promoted, WAIT + HEALTH["grace"] + RETRY_S,
+                _, loaded = self.lab.wait_until(promoted, WAIT + HEALTH["grace"] + RETRY,
                                                 f"{new.minion_id} to take over from a dead ProxySQL")
                 vip = served(new, died)
         finally:
@@ -418,7 +418,7 @@ class Pair:
         released = first(old.events("proxysql_ha/vip/released"), died)
         self.wrong["health"] += loaded["config"]["mysql_users"] != len(saved["mysql_users"])
         self.lab.wait_until(lambda: first(old.events("proxysql_ha/vip/reclaimed"), died),
-                            WAIT + HEALTH["hold_down"] + RETRY_S,
+                            WAIT + HEALTH["hold_down"] + RETRY,
                             f"{old.minion_id} to take the VIP back once ProxySQL starts")
         return {"host": new.minion_id, "total": (loaded["started"] - died) * 1000,
                 "vip": vip + (up - died) * 1000,
